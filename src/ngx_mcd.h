@@ -1,0 +1,105 @@
+
+/*
+ * Copyright (C) ngx_mcd authors
+ *
+ * Declarations shared by the core module (profiles, hosts file, CA) and
+ * the stream front door.
+ */
+
+
+#ifndef _NGX_MCD_H_INCLUDED_
+#define _NGX_MCD_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/x509.h>
+#include <openssl/evp.h>
+
+#include "mcd_fqdn.h"
+
+
+#define NGX_MCD_NO_SNI_DENY       0
+#define NGX_MCD_NO_SNI_ALLOW      1
+
+#define NGX_MCD_MODE_EXPLICIT     1
+#define NGX_MCD_MODE_TRANSPARENT  2
+#define NGX_MCD_MODE_HTTP         3
+
+
+typedef struct {
+    ngx_str_t                 name;
+    ngx_uint_t                default_action;    /* MCD_ACTION_* */
+    ngx_uint_t                no_sni;            /* NGX_MCD_NO_SNI_* */
+    mcd_filter_t             *filter;
+
+    u_char                   *file;              /* where it is declared */
+    ngx_uint_t                line;
+
+    unsigned                  can_decrypt:1;
+    unsigned                  used:1;
+} ngx_mcd_profile_t;
+
+
+typedef struct {
+    ngx_str_t                 name;
+    u_char                   *file;
+    ngx_uint_t                line;
+    ngx_mcd_profile_t       **target;
+} ngx_mcd_profile_ref_t;
+
+
+typedef struct {
+    ngx_uint_t                naddrs;
+    ngx_addr_t               *addrs;             /* port 0 */
+} ngx_mcd_hosts_entry_t;
+
+
+typedef struct {
+    ngx_array_t               profiles;          /* ngx_mcd_profile_t * */
+    ngx_array_t               refs;              /* ngx_mcd_profile_ref_t */
+
+    ngx_str_t                 hosts_file;
+    u_char                   *hosts_conf_file;
+    ngx_uint_t                hosts_conf_line;
+    ngx_hash_t                hosts;             /* ngx_mcd_hosts_entry_t */
+    ngx_uint_t                nhosts;
+
+    ngx_str_t                 ca_certificate;
+    ngx_str_t                 ca_certificate_key;
+    u_char                   *ca_conf_file;
+    ngx_uint_t                ca_conf_line;
+    X509                     *ca;
+    EVP_PKEY                 *ca_key;
+    STACK_OF(X509)           *ca_chain;
+
+    ngx_uint_t                cert_cache_max;
+    time_t                    cert_cache_valid;
+} ngx_mcd_conf_t;
+
+
+/* the verdict of a profile for one name */
+
+typedef struct {
+    ngx_uint_t                action;            /* MCD_ACTION_* */
+    ngx_uint_t                type;              /* MCD_NAME_* */
+    ngx_str_t                 fqdn;              /* normalised; empty if bad */
+    ngx_str_t                 rule;              /* pattern, or "default" */
+} ngx_mcd_decision_t;
+
+
+ngx_int_t ngx_mcd_add_profile_ref(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_mcd_profile_t **target);
+ngx_int_t ngx_mcd_decide(ngx_pool_t *pool, ngx_mcd_profile_t *profile,
+    u_char *name, size_t len, ngx_mcd_decision_t *d);
+ngx_mcd_hosts_entry_t *ngx_mcd_hosts_lookup(ngx_cycle_t *cycle,
+    ngx_str_t *fqdn);
+ngx_int_t ngx_mcd_ca_configured(ngx_cycle_t *cycle);
+const char *ngx_mcd_action_name(ngx_uint_t action);
+
+
+extern ngx_module_t  ngx_mcd_module;
+
+
+#endif /* _NGX_MCD_H_INCLUDED_ */

@@ -1,0 +1,1796 @@
+
+/*
+ * Copyright (C) ngx_mcd authors
+ *
+ * The stream front door: "mcd_proxy explicit" reads an HTTP CONNECT head
+ * with MSG_PEEK, consumes exactly the head, decides with the FQDN filter
+ * profile, resolves the name (hosts file, then resolver), connects, answers
+ * 200 and relays bytes both ways.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_stream.h>
+
+#include "ngx_mcd.h"
+#include "mcd_connect.h"
+
+
+#define NGX_STREAM_MCD_LINGER_TIME     5000
+#define NGX_STREAM_MCD_LINGER_BYTES    65536
+#define NGX_STREAM_MCD_LINGER_BUFFER   4096
+#define NGX_STREAM_MCD_MAX_ADDRS       16
+
+#define NGX_STREAM_MCD_CONNECT_FAILURE 1
+#define NGX_STREAM_MCD_TIMEOUT_FAILURE 2
+
+
+typedef struct {
+    ngx_uint_t                   mode;
+    ngx_str_t                    profile_name;
+    ngx_mcd_profile_t           *profile;
+    ngx_array_t                 *connect_ports;     /* in_port_t */
+    ngx_msec_t                   connect_timeout;
+    ngx_msec_t                   idle_timeout;
+    size_t                       buffer_size;
+
+    u_char                      *file;              /* of "mcd_proxy" */
+    ngx_uint_t                   line;
+} ngx_stream_mcd_srv_conf_t;
+
+
+typedef struct {
+    ngx_stream_session_t        *session;
+    ngx_stream_mcd_srv_conf_t   *conf;
+
+    ngx_uint_t                   action;
+    ngx_str_t                    host;              /* as the client sent it */
+    ngx_str_t                    fqdn;              /* normalised */
+    ngx_str_t                    rule;
+    ngx_str_t                    reason;
+    ngx_str_t                    upstream;          /* fqdn:port */
+    ngx_str_t                    upstream_addr;     /* address:port */
+    in_port_t                    port;
+    ngx_uint_t                   name_type;
+
+    u_char                      *peek;
+    size_t                       peek_size;
+
+    ngx_resolver_ctx_t          *resolver_ctx;
+    ngx_addr_t                  *addrs;
+    ngx_uint_t                   naddrs;
+    ngx_uint_t                   next_addr;
+    ngx_peer_connection_t        peer;
+    ngx_stream_upstream_state_t *state;
+    ngx_msec_t                   connect_start;
+    ngx_uint_t                   failure;           /* 502 or 504 */
+
+    ngx_buf_t                    upstream_buf;      /* client -> upstream */
+    ngx_buf_t                    downstream_buf;    /* upstream -> client */
+    off_t                        upstream_received;
+
+    ngx_buf_t                    answer;
+    size_t                       lingered;
+
+    unsigned                     client_eof;        /* client sent FIN */
+    unsigned                     upstream_eof;      /* upstream sent FIN */
+    unsigned                     upstream_shut;     /* FIN passed upstream */
+    unsigned                     client_shut;       /* FIN passed to client */
+
+    unsigned                     decided:1;
+    unsigned                     connected:1;
+    unsigned                     finalized:1;
+} ngx_stream_mcd_ctx_t;
+
+
+static void ngx_stream_mcd_handler(ngx_stream_session_t *s);
+static void ngx_stream_mcd_peek_handler(ngx_event_t *rev);
+static void ngx_stream_mcd_explicit_request(ngx_stream_session_t *s,
+    mcd_connect_t *req);
+static void ngx_stream_mcd_resolve(ngx_stream_session_t *s);
+static void ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx);
+static ngx_int_t ngx_stream_mcd_set_addrs(ngx_stream_session_t *s,
+    ngx_addr_t *addrs, ngx_uint_t naddrs);
+static void ngx_stream_mcd_connect(ngx_stream_session_t *s);
+static void ngx_stream_mcd_connect_handler(ngx_event_t *ev);
+static ngx_int_t ngx_stream_mcd_test_connect(ngx_connection_t *c);
+static void ngx_stream_mcd_next_addr(ngx_stream_session_t *s,
+    ngx_uint_t failure);
+static void ngx_stream_mcd_close_peer(ngx_stream_session_t *s);
+static void ngx_stream_mcd_connected(ngx_stream_session_t *s);
+static void ngx_stream_mcd_relay_handler(ngx_event_t *ev);
+static void ngx_stream_mcd_relay(ngx_stream_session_t *s);
+static ngx_int_t ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx,
+    ngx_connection_t *src, ngx_connection_t *dst, ngx_buf_t *b,
+    off_t *received, unsigned *moved);
+static void ngx_stream_mcd_refuse(ngx_stream_session_t *s,
+    ngx_uint_t status, const char *reason, const char *detail);
+static void ngx_stream_mcd_answer_handler(ngx_event_t *ev);
+static void ngx_stream_mcd_linger_handler(ngx_event_t *rev);
+static void ngx_stream_mcd_idle_handler(ngx_event_t *ev);
+static void ngx_stream_mcd_finalize(ngx_stream_session_t *s,
+    ngx_uint_t status);
+static void ngx_stream_mcd_cleanup(void *data);
+static u_char *ngx_stream_mcd_log_error(ngx_log_t *log, u_char *buf,
+    size_t len);
+
+static ngx_int_t ngx_stream_mcd_variable_str(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_stream_mcd_variable_port(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_stream_mcd_variable_action(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_stream_mcd_variable_profile(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_stream_mcd_variable_mode(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_stream_mcd_add_variables(ngx_conf_t *cf);
+static void *ngx_stream_mcd_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_stream_mcd_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mcd_connect_ports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_stream_mcd_commands[] = {
+
+    { ngx_string("mcd_proxy"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_proxy,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_fqdn_filter"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_fqdn_filter,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_connect_ports"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_1MORE,
+      ngx_stream_mcd_connect_ports,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_connect_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("mcd_idle_timeout"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("mcd_buffer_size"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, buffer_size),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_stream_module_t  ngx_stream_mcd_module_ctx = {
+    ngx_stream_mcd_add_variables,          /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_stream_mcd_create_srv_conf,        /* create server configuration */
+    ngx_stream_mcd_merge_srv_conf          /* merge server configuration */
+};
+
+
+ngx_module_t  ngx_stream_mcd_module = {
+    NGX_MODULE_V1,
+    &ngx_stream_mcd_module_ctx,            /* module context */
+    ngx_stream_mcd_commands,               /* module directives */
+    NGX_STREAM_MODULE,                     /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_stream_variable_t  ngx_stream_mcd_vars[] = {
+
+    { ngx_string("mcd_fqdn"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, fqdn), 0, 0 },
+
+    { ngx_string("mcd_port"), NULL, ngx_stream_mcd_variable_port,
+      0, 0, 0 },
+
+    { ngx_string("mcd_action"), NULL, ngx_stream_mcd_variable_action,
+      0, 0, 0 },
+
+    { ngx_string("mcd_rule"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, rule), 0, 0 },
+
+    { ngx_string("mcd_profile"), NULL, ngx_stream_mcd_variable_profile,
+      0, 0, 0 },
+
+    { ngx_string("mcd_mode"), NULL, ngx_stream_mcd_variable_mode,
+      0, 0, 0 },
+
+    { ngx_string("mcd_upstream"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, upstream), 0, 0 },
+
+    { ngx_string("mcd_upstream_addr"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, upstream_addr), 0, 0 },
+
+    { ngx_string("mcd_reason"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, reason), 0, 0 },
+
+      ngx_stream_null_variable
+};
+
+
+static ngx_str_t  ngx_stream_mcd_modes[] = {
+    ngx_null_string,
+    ngx_string("explicit"),
+    ngx_string("transparent"),
+    ngx_string("http")
+};
+
+
+/* the front door */
+
+
+static void
+ngx_stream_mcd_handler(ngx_stream_session_t *s)
+{
+    ngx_connection_t            *c;
+    ngx_pool_cleanup_t          *cln;
+    ngx_stream_mcd_ctx_t        *ctx;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    c = s->connection;
+
+    ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_mcd_ctx_t));
+    if (ctx == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->session = s;
+    ctx->conf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+
+    cln = ngx_pool_cleanup_add(c->pool, 0);
+    if (cln == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_stream_mcd_cleanup;
+    cln->data = ctx;
+
+    ngx_stream_set_ctx(s, ctx, ngx_stream_mcd_module);
+
+    s->log_handler = ngx_stream_mcd_log_error;
+
+    cscf = ngx_stream_get_module_srv_conf(s, ngx_stream_core_module);
+
+    ctx->peek_size = cscf->preread_buffer_size;
+
+    ctx->peek = ngx_pnalloc(c->pool, ctx->peek_size);
+    if (ctx->peek == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    c->log->action = "reading CONNECT request";
+
+    c->read->handler = ngx_stream_mcd_peek_handler;
+    c->write->handler = ngx_stream_mcd_idle_handler;
+
+    ngx_add_timer(c->read, cscf->preread_timeout);
+
+    ngx_stream_mcd_peek_handler(c->read);
+}
+
+
+static void
+ngx_stream_mcd_peek_handler(ngx_event_t *rev)
+{
+    ssize_t                n, got;
+    ngx_int_t              rc;
+    ngx_err_t              err;
+    mcd_connect_t          req;
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = rev->data;
+    s = c->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (rev->timedout) {
+        ngx_stream_mcd_refuse(s, 408, "bad_request",
+                              "timed out reading the CONNECT request");
+        return;
+    }
+
+    n = recv(c->fd, ctx->peek, ctx->peek_size, MSG_PEEK);
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            rev->ready = 0;
+
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            }
+
+            return;
+        }
+
+        ngx_connection_error(c, err, "recv(MSG_PEEK) failed");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "client closed connection before a CONNECT request");
+        ngx_str_set(&ctx->reason, "bad_request");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    rc = mcd_connect_parse(ctx->peek, n, ctx->peek_size, &req);
+
+    switch (rc) {
+
+    case MCD_CONNECT_AGAIN:
+        rev->ready = 0;
+
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+
+    case MCD_CONNECT_OTHER:
+        ngx_stream_mcd_refuse(s, 405, "bad_request",
+                              "only CONNECT is supported on this port");
+        return;
+
+    case MCD_CONNECT_OK:
+        break;
+
+    default: /* MCD_CONNECT_ERROR */
+        ngx_stream_mcd_refuse(s, req.status, req.reason, req.detail);
+        return;
+    }
+
+    /* consume exactly the head: what follows stays in the socket */
+
+    for (got = 0; got < (ssize_t) req.head_len; /* void */) {
+
+        n = recv(c->fd, ctx->peek + got, req.head_len - got, 0);
+
+        if (n > 0) {
+            got += n;
+            continue;
+        }
+
+        if (n == -1 && ngx_socket_errno == NGX_EINTR) {
+            continue;
+        }
+
+        ngx_connection_error(c, ngx_socket_errno,
+                             "recv() of a peeked CONNECT head failed");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    s->received += req.head_len;
+
+    if (rev->timer_set) {
+        ngx_del_timer(rev);
+    }
+
+    /* pipelined bytes may follow without another edge */
+
+    rev->ready = 1;
+    rev->available = -1;
+
+    ngx_stream_mcd_explicit_request(s, &req);
+}
+
+
+static void
+ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
+{
+    u_char                     *p;
+    in_port_t                  *ports;
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    ngx_connection_t           *c;
+    ngx_mcd_decision_t          d;
+    ngx_stream_mcd_ctx_t       *ctx;
+    ngx_stream_mcd_srv_conf_t  *mscf;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+    mscf = ctx->conf;
+
+    ctx->port = (in_port_t) req->port;
+
+    ctx->host.len = req->host_len;
+    ctx->host.data = ngx_pnalloc(c->pool, req->host_len);
+    if (ctx->host.data == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(ctx->host.data, req->host, req->host_len);
+
+    rc = ngx_mcd_decide(c->pool, mscf->profile, ctx->host.data,
+                        ctx->host.len, &d);
+
+    if (rc == NGX_ERROR) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->decided = 1;
+    ctx->action = d.action;
+    ctx->fqdn = d.fqdn;
+    ctx->rule = d.rule;
+    ctx->name_type = d.type;
+
+    if (rc == NGX_DECLINED) {
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_name",
+                              "not a valid host name");
+        return;
+    }
+
+    ctx->upstream.data = ngx_pnalloc(c->pool, ctx->fqdn.len
+                                              + sizeof("[]:65535") - 1);
+    if (ctx->upstream.data == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (d.type == MCD_NAME_IPV6) {
+        p = ngx_sprintf(ctx->upstream.data, "[%V]:%ui", &ctx->fqdn,
+                        (ngx_uint_t) ctx->port);
+
+    } else {
+        p = ngx_sprintf(ctx->upstream.data, "%V:%ui", &ctx->fqdn,
+                        (ngx_uint_t) ctx->port);
+    }
+
+    ctx->upstream.len = p - ctx->upstream.data;
+
+    ports = mscf->connect_ports->elts;
+
+    for (i = 0; i < mscf->connect_ports->nelts; i++) {
+        if (ports[i] == ctx->port) {
+            break;
+        }
+    }
+
+    if (i == mscf->connect_ports->nelts) {
+        ctx->action = MCD_ACTION_DENY;
+        ngx_str_set(&ctx->rule, "mcd_connect_ports");
+        ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "port",
+                              "port not allowed");
+        return;
+    }
+
+    switch (ctx->action) {
+
+    case MCD_ACTION_ALLOW:
+        ngx_stream_mcd_resolve(s);
+        return;
+
+    case MCD_ACTION_DECRYPT:
+        ngx_stream_mcd_refuse(s, 501, "decrypt_unavailable",
+                              "decryption is not available");
+        return;
+
+    default: /* MCD_ACTION_DENY */
+        ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "policy",
+                              "denied by policy");
+        return;
+    }
+}
+
+
+/* resolution: IP literal, hosts file, then the resolver */
+
+
+static void
+ngx_stream_mcd_resolve(ngx_stream_session_t *s)
+{
+    ngx_int_t                    rc;
+    ngx_addr_t                   addr;
+    ngx_connection_t            *c;
+    ngx_resolver_ctx_t          *rctx, temp;
+    ngx_stream_mcd_ctx_t        *ctx;
+    ngx_mcd_hosts_entry_t       *entry;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    c->log->action = "resolving";
+
+    if (ctx->name_type == MCD_NAME_IPV4 || ctx->name_type == MCD_NAME_IPV6) {
+
+        rc = ngx_parse_addr(c->pool, &addr, ctx->fqdn.data, ctx->fqdn.len);
+
+        if (rc != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (ngx_stream_mcd_set_addrs(s, &addr, 1) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_stream_mcd_connect(s);
+        return;
+    }
+
+    entry = ngx_mcd_hosts_lookup((ngx_cycle_t *) ngx_cycle, &ctx->fqdn);
+
+    if (entry != NULL) {
+        if (ngx_stream_mcd_set_addrs(s, entry->addrs, entry->naddrs)
+            != NGX_OK)
+        {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_stream_mcd_connect(s);
+        return;
+    }
+
+    cscf = ngx_stream_get_module_srv_conf(s, ngx_stream_core_module);
+
+    temp.name = ctx->fqdn;
+
+    rctx = ngx_resolve_start(cscf->resolver, &temp);
+
+    if (rctx == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rctx == NGX_NO_RESOLVER) {
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_GATEWAY, "dns",
+                              "name not in mcd_hosts_file and "
+                              "no resolver configured");
+        return;
+    }
+
+    rctx->name = ctx->fqdn;
+    rctx->handler = ngx_stream_mcd_resolve_handler;
+    rctx->data = s;
+    rctx->timeout = cscf->resolver_timeout;
+
+    ctx->resolver_ctx = rctx;
+
+    if (ngx_resolve_name(rctx) != NGX_OK) {
+        ctx->resolver_ctx = NULL;
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_GATEWAY, "dns",
+                              "name resolution failed");
+        return;
+    }
+}
+
+
+static void
+ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx)
+{
+    ngx_int_t              rc;
+    ngx_uint_t             i, n;
+    ngx_addr_t             addrs[NGX_STREAM_MCD_MAX_ADDRS];
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    s = rctx->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (rctx->state) {
+        ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
+                      "mcd: \"%V\" could not be resolved (%i: %s)",
+                      &rctx->name, rctx->state,
+                      ngx_resolver_strerror(rctx->state));
+
+        ngx_resolve_name_done(rctx);
+        ctx->resolver_ctx = NULL;
+
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_GATEWAY, "dns",
+                              "name resolution failed");
+        return;
+    }
+
+    n = ngx_min(rctx->naddrs, NGX_STREAM_MCD_MAX_ADDRS);
+
+    for (i = 0; i < n; i++) {
+        addrs[i].sockaddr = rctx->addrs[i].sockaddr;
+        addrs[i].socklen = rctx->addrs[i].socklen;
+        ngx_str_null(&addrs[i].name);
+    }
+
+    rc = ngx_stream_mcd_set_addrs(s, addrs, n);
+
+    ngx_resolve_name_done(rctx);
+    ctx->resolver_ctx = NULL;
+
+    if (rc != NGX_OK) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_stream_mcd_connect(s);
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_set_addrs(ngx_stream_session_t *s, ngx_addr_t *addrs,
+    ngx_uint_t naddrs)
+{
+    u_char                *p;
+    size_t                 len;
+    ngx_uint_t             i;
+    struct sockaddr       *sa;
+    ngx_connection_t      *c;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (naddrs > NGX_STREAM_MCD_MAX_ADDRS) {
+        naddrs = NGX_STREAM_MCD_MAX_ADDRS;
+    }
+
+    ctx->addrs = ngx_palloc(c->pool, naddrs * sizeof(ngx_addr_t));
+    if (ctx->addrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < naddrs; i++) {
+
+        sa = ngx_palloc(c->pool, addrs[i].socklen);
+        if (sa == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(sa, addrs[i].sockaddr, addrs[i].socklen);
+        ngx_inet_set_port(sa, ctx->port);
+
+        p = ngx_pnalloc(c->pool, NGX_SOCKADDR_STRLEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sock_ntop(sa, addrs[i].socklen, p, NGX_SOCKADDR_STRLEN, 1);
+
+        ctx->addrs[i].sockaddr = sa;
+        ctx->addrs[i].socklen = addrs[i].socklen;
+        ctx->addrs[i].name.len = len;
+        ctx->addrs[i].name.data = p;
+    }
+
+    ctx->naddrs = naddrs;
+    ctx->next_addr = 0;
+
+    return NGX_OK;
+}
+
+
+/* connect: each resolved address in turn */
+
+
+static void
+ngx_stream_mcd_connect(ngx_stream_session_t *s)
+{
+    ngx_int_t                   rc;
+    ngx_addr_t                 *addr;
+    ngx_connection_t           *c, *pc;
+    ngx_stream_mcd_ctx_t       *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    c->log->action = "connecting to upstream";
+
+    if (ctx->next_addr >= ctx->naddrs) {
+        if (ctx->failure == NGX_STREAM_MCD_TIMEOUT_FAILURE) {
+            ngx_stream_mcd_refuse(s, 504, "timeout",
+                                  "upstream connect timed out");
+
+        } else {
+            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_GATEWAY, "connect",
+                                  "upstream connect failed");
+        }
+
+        return;
+    }
+
+    addr = &ctx->addrs[ctx->next_addr++];
+
+    ctx->upstream_addr = addr->name;
+
+    if (s->upstream_states == NULL) {
+        s->upstream_states = ngx_array_create(c->pool, 1,
+                                        sizeof(ngx_stream_upstream_state_t));
+        if (s->upstream_states == NULL) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    ctx->state = ngx_array_push(s->upstream_states);
+    if (ctx->state == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memzero(ctx->state, sizeof(ngx_stream_upstream_state_t));
+
+    ctx->state->connect_time = (ngx_msec_t) -1;
+    ctx->state->first_byte_time = (ngx_msec_t) -1;
+    ctx->state->response_time = (ngx_msec_t) -1;
+    ctx->state->peer = &addr->name;
+
+    ctx->connect_start = ngx_current_msec;
+
+    ngx_memzero(&ctx->peer, sizeof(ngx_peer_connection_t));
+
+    ctx->peer.sockaddr = addr->sockaddr;
+    ctx->peer.socklen = addr->socklen;
+    ctx->peer.name = &addr->name;
+    ctx->peer.get = ngx_event_get_peer;
+    ctx->peer.log = c->log;
+    ctx->peer.log_error = NGX_ERROR_ERR;
+    ctx->peer.type = SOCK_STREAM;
+    ctx->peer.tries = 1;
+
+    rc = ngx_event_connect_peer(&ctx->peer);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "mcd connect to %V: %i", &addr->name, rc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_stream_mcd_next_addr(s, NGX_STREAM_MCD_CONNECT_FAILURE);
+        return;
+    }
+
+    /* rc == NGX_OK || rc == NGX_AGAIN */
+
+    pc = ctx->peer.connection;
+
+    pc->data = s;
+    pc->log = c->log;
+    pc->pool = c->pool;
+    pc->read->log = c->log;
+    pc->write->log = c->log;
+
+    if (rc == NGX_OK) {
+        ngx_stream_mcd_connected(s);
+        return;
+    }
+
+    pc->read->handler = ngx_stream_mcd_connect_handler;
+    pc->write->handler = ngx_stream_mcd_connect_handler;
+
+    ngx_add_timer(pc->write, ctx->conf->connect_timeout);
+}
+
+
+static void
+ngx_stream_mcd_connect_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *pc;
+    ngx_stream_session_t  *s;
+
+    pc = ev->data;
+    s = pc->data;
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_WARN, pc->log, NGX_ETIMEDOUT,
+                      "mcd: upstream connect timed out");
+        ngx_stream_mcd_next_addr(s, NGX_STREAM_MCD_TIMEOUT_FAILURE);
+        return;
+    }
+
+    if (pc->write->timer_set) {
+        ngx_del_timer(pc->write);
+    }
+
+    if (ngx_stream_mcd_test_connect(pc) != NGX_OK) {
+        ngx_stream_mcd_next_addr(s, NGX_STREAM_MCD_CONNECT_FAILURE);
+        return;
+    }
+
+    ngx_stream_mcd_connected(s);
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_mcd_next_addr(ngx_stream_session_t *s, ngx_uint_t failure)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ctx->failure = failure;
+
+    if (ctx->state) {
+        ctx->state->response_time = ngx_current_msec - ctx->connect_start;
+    }
+
+    ngx_stream_mcd_close_peer(s);
+    ngx_stream_mcd_connect(s);
+}
+
+
+static void
+ngx_stream_mcd_close_peer(ngx_stream_session_t *s)
+{
+    ngx_connection_t      *pc;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    pc = ctx->peer.connection;
+
+    if (pc == NULL) {
+        return;
+    }
+
+    if (ctx->state) {
+        ctx->state->bytes_received = ctx->upstream_received;
+        ctx->state->bytes_sent = pc->sent;
+    }
+
+    ngx_close_connection(pc);
+    ctx->peer.connection = NULL;
+}
+
+
+static void
+ngx_stream_mcd_connected(ngx_stream_session_t *s)
+{
+    u_char                      *p;
+    ngx_connection_t            *c, *pc;
+    ngx_stream_mcd_ctx_t        *ctx;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    static u_char  established[] =
+        "HTTP/1.1 200 Connection established" CRLF CRLF;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+    pc = ctx->peer.connection;
+
+    cscf = ngx_stream_get_module_srv_conf(s, ngx_stream_core_module);
+
+    if (cscf->tcp_nodelay && ngx_tcp_nodelay(pc) != NGX_OK) {
+        ngx_stream_mcd_next_addr(s, NGX_STREAM_MCD_CONNECT_FAILURE);
+        return;
+    }
+
+    ctx->state->connect_time = ngx_current_msec - ctx->connect_start;
+    ctx->connected = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "mcd connected to %V", &ctx->upstream_addr);
+
+    p = ngx_pnalloc(c->pool, 2 * ctx->conf->buffer_size);
+    if (p == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->upstream_buf.start = p;
+    ctx->upstream_buf.pos = p;
+    ctx->upstream_buf.last = p;
+    ctx->upstream_buf.end = p + ctx->conf->buffer_size;
+
+    p += ctx->conf->buffer_size;
+
+    ctx->downstream_buf.start = p;
+    ctx->downstream_buf.pos = p;
+    ctx->downstream_buf.last = p;
+    ctx->downstream_buf.end = p + ctx->conf->buffer_size;
+
+    if (ctx->conf->mode == NGX_MCD_MODE_EXPLICIT) {
+        ctx->downstream_buf.last = ngx_cpymem(p, established,
+                                              sizeof(established) - 1);
+    }
+
+    c->log->action = "relaying";
+
+    c->read->handler = ngx_stream_mcd_relay_handler;
+    c->write->handler = ngx_stream_mcd_relay_handler;
+    pc->read->handler = ngx_stream_mcd_relay_handler;
+    pc->write->handler = ngx_stream_mcd_relay_handler;
+
+    ngx_stream_mcd_relay(s);
+}
+
+
+/* the relay */
+
+
+static void
+ngx_stream_mcd_relay_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+
+    c = ev->data;
+    s = c->data;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "mcd: tunnel idle for %M ms, closing",
+                      ((ngx_stream_mcd_srv_conf_t *)
+                       ngx_stream_get_module_srv_conf(s,
+                                          ngx_stream_mcd_module))
+                      ->idle_timeout);
+
+        ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+        return;
+    }
+
+    if (c->close) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "mcd: tunnel closed on worker shutdown");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+        return;
+    }
+
+    ngx_stream_mcd_relay(s);
+}
+
+
+static void
+ngx_stream_mcd_relay(ngx_stream_session_t *s)
+{
+    unsigned               moved;
+    ngx_connection_t      *c, *pc;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+    pc = ctx->peer.connection;
+
+    moved = 0;
+
+    if (ngx_stream_mcd_pump(ctx, c, pc, &ctx->upstream_buf, &s->received,
+                            &moved)
+        != NGX_OK)
+    {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+        return;
+    }
+
+    if (ngx_stream_mcd_pump(ctx, pc, c, &ctx->downstream_buf,
+                            &ctx->upstream_received, &moved)
+        != NGX_OK)
+    {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+        return;
+    }
+
+    if (ctx->upstream_received && ctx->state->first_byte_time
+                                  == (ngx_msec_t) -1)
+    {
+        ctx->state->first_byte_time = ngx_current_msec - ctx->connect_start;
+    }
+
+    if (ctx->upstream_shut && ctx->client_shut) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "mcd: tunnel done, bytes from/to client:%O/%O, "
+                      "bytes from/to upstream:%O/%O",
+                      s->received, c->sent, ctx->upstream_received, pc->sent);
+
+        ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK
+        || ngx_handle_read_event(pc->read, 0) != NGX_OK
+        || ngx_handle_write_event(c->write, 0) != NGX_OK
+        || ngx_handle_write_event(pc->write, 0) != NGX_OK)
+    {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* the idle timer lives on the client's read event */
+
+    if (moved || !c->read->timer_set) {
+        ngx_add_timer(c->read, ctx->conf->idle_timeout);
+    }
+}
+
+
+/*
+ * move bytes from src to dst through b; on EOF from src, once b is empty,
+ * pass the FIN on with shutdown(SHUT_WR)
+ */
+
+static ngx_int_t
+ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
+    ngx_connection_t *dst, ngx_buf_t *b, off_t *received, unsigned *moved)
+{
+    size_t     size;
+    ssize_t    n;
+    unsigned  *eof, *shut;
+
+    if (src == ctx->session->connection) {
+        eof = &ctx->client_eof;
+        shut = &ctx->upstream_shut;
+
+    } else {
+        eof = &ctx->upstream_eof;
+        shut = &ctx->client_shut;
+    }
+
+    for ( ;; ) {
+
+        if (b->pos < b->last && dst->write->ready) {
+
+            n = dst->send(dst, b->pos, b->last - b->pos);
+
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (n > 0) {
+                b->pos += n;
+                *moved = 1;
+            }
+        }
+
+        if (b->pos == b->last) {
+            b->pos = b->start;
+            b->last = b->start;
+        }
+
+        size = b->end - b->last;
+
+        if (size == 0 || *eof || !src->read->ready) {
+            break;
+        }
+
+        n = src->recv(src, b->last, size);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n == 0) {
+            *eof = 1;
+            break;
+        }
+
+        b->last += n;
+        *received += n;
+        *moved = 1;
+    }
+
+    if (*eof && !*shut && b->pos == b->last) {
+
+        if (ngx_shutdown_socket(dst->fd, NGX_WRITE_SHUTDOWN) == -1) {
+            ngx_connection_error(dst, ngx_socket_errno,
+                                 ngx_shutdown_socket_n " failed");
+            return NGX_ERROR;
+        }
+
+        *shut = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* refusals: an answer, a lingering close, one log line */
+
+
+static void
+ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
+    const char *reason, const char *detail)
+{
+    u_char                *p;
+    size_t                 len, body;
+    ngx_uint_t             level, log_status;
+    ngx_connection_t      *c;
+    ngx_stream_mcd_ctx_t  *ctx;
+    const char            *text;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ctx->reason.data = (u_char *) reason;
+    ctx->reason.len = ngx_strlen(reason);
+
+    if (!ctx->decided) {
+        ctx->decided = 1;
+        ctx->action = MCD_ACTION_DENY;
+    }
+
+    switch (status) {
+    case 400: text = "Bad Request"; break;
+    case 403: text = "Forbidden"; break;
+    case 405: text = "Method Not Allowed"; break;
+    case 408: text = "Request Timeout"; break;
+    case 431: text = "Request Header Fields Too Large"; break;
+    case 501: text = "Not Implemented"; break;
+    case 502: text = "Bad Gateway"; break;
+    case 504: text = "Gateway Timeout"; break;
+    default:  text = "Internal Server Error"; break;
+    }
+
+    switch (status) {
+    case 405:
+    case 408:
+    case 431:
+        log_status = NGX_STREAM_BAD_REQUEST;
+        break;
+    default:
+        log_status = status;
+    }
+
+    level = (status == 403 || status >= 500) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, c->log, 0,
+                  "mcd %V: refused %s%V%s from %V: %d, fqdn \"%V\", "
+                  "rule \"%V\", profile \"%V\", reason \"%s\": %s",
+                  &ngx_stream_mcd_modes[ctx->conf->mode],
+                  ctx->upstream.len ? "\"" : "",
+                  ctx->upstream.len ? &ctx->upstream : &ctx->host,
+                  ctx->upstream.len ? "\"" : "",
+                  &c->addr_text, (int) status, &ctx->fqdn, &ctx->rule,
+                  &ctx->conf->profile->name, reason, detail);
+
+    /* the answer */
+
+    body = ngx_strlen(detail) + ctx->reason.len + sizeof(": \n") - 1;
+
+    len = sizeof("HTTP/1.1 999 " CRLF) - 1 + ngx_strlen(text)
+          + sizeof("Content-Type: text/plain" CRLF) - 1
+          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + sizeof("Connection: close" CRLF CRLF) - 1
+          + body;
+
+    p = ngx_pnalloc(c->pool, len);
+    if (p == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->answer.start = p;
+    ctx->answer.pos = p;
+
+    p = ngx_sprintf(p, "HTTP/1.1 %ui %s" CRLF
+                       "Content-Type: text/plain" CRLF
+                       "Content-Length: %uz" CRLF
+                       "Connection: close" CRLF CRLF
+                       "%V: %s\n",
+                    status, text, body, &ctx->reason, detail);
+
+    ctx->answer.last = p;
+    ctx->answer.end = p;
+
+    s->status = log_status;
+
+    if (ctx->peer.connection) {
+        ngx_stream_mcd_close_peer(s);
+    }
+
+    c->log->action = "sending refusal";
+
+    c->read->handler = ngx_stream_mcd_linger_handler;
+    c->write->handler = ngx_stream_mcd_answer_handler;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    ngx_add_timer(c->read, NGX_STREAM_MCD_LINGER_TIME);
+
+    ngx_stream_mcd_answer_handler(c->write);
+}
+
+
+static void
+ngx_stream_mcd_answer_handler(ngx_event_t *wev)
+{
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = wev->data;
+    s = c->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    while (ctx->answer.pos < ctx->answer.last) {
+
+        n = c->send(c, ctx->answer.pos, ctx->answer.last - ctx->answer.pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_stream_mcd_finalize(s, s->status);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_stream_mcd_finalize(s, s->status);
+            return;
+        }
+
+        ctx->answer.pos += n;
+    }
+
+    /* all sent: pass a FIN and read what the client still sends */
+
+    wev->handler = ngx_stream_mcd_idle_handler;
+
+    if (ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+        ngx_stream_mcd_finalize(s, s->status);
+        return;
+    }
+
+    c->read->ready = 1;
+    ngx_stream_mcd_linger_handler(c->read);
+}
+
+
+static void
+ngx_stream_mcd_linger_handler(ngx_event_t *rev)
+{
+    ssize_t                n;
+    u_char                 buf[NGX_STREAM_MCD_LINGER_BUFFER];
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = rev->data;
+    s = c->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (rev->timedout) {
+        ngx_stream_mcd_finalize(s, s->status);
+        return;
+    }
+
+    if (ctx->answer.pos < ctx->answer.last) {
+        /* still sending: the bytes stay in the socket for now */
+        return;
+    }
+
+    while (rev->ready) {
+
+        n = recv(c->fd, buf, sizeof(buf), 0);
+
+        if (n == 0) {
+            ngx_stream_mcd_finalize(s, s->status);
+            return;
+        }
+
+        if (n == -1) {
+            if (ngx_socket_errno == NGX_EAGAIN) {
+                rev->ready = 0;
+                break;
+            }
+
+            if (ngx_socket_errno == NGX_EINTR) {
+                continue;
+            }
+
+            ngx_stream_mcd_finalize(s, s->status);
+            return;
+        }
+
+        ctx->lingered += n;
+
+        if (ctx->lingered > NGX_STREAM_MCD_LINGER_BYTES) {
+            ngx_stream_mcd_finalize(s, s->status);
+            return;
+        }
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_stream_mcd_finalize(s, s->status);
+    }
+}
+
+
+static void
+ngx_stream_mcd_idle_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+
+    if (!ev->timedout) {
+        return;
+    }
+
+    c = ev->data;
+    s = c->data;
+
+    ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+}
+
+
+static void
+ngx_stream_mcd_finalize(ngx_stream_session_t *s, ngx_uint_t status)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx != NULL) {
+        if (ctx->finalized) {
+            return;
+        }
+
+        ctx->finalized = 1;
+
+        if (ctx->resolver_ctx) {
+            ngx_resolve_name_done(ctx->resolver_ctx);
+            ctx->resolver_ctx = NULL;
+        }
+
+        if (ctx->state && ctx->state->response_time == (ngx_msec_t) -1) {
+            ctx->state->response_time = ngx_current_msec
+                                        - ctx->connect_start;
+        }
+
+        ngx_stream_mcd_close_peer(s);
+
+        if (ctx->reason.len == 0 && status == NGX_STREAM_INTERNAL_SERVER_ERROR)
+        {
+            ngx_str_set(&ctx->reason, "internal");
+        }
+    }
+
+    ngx_stream_finalize_session(s, status);
+}
+
+
+static void
+ngx_stream_mcd_cleanup(void *data)
+{
+    ngx_stream_mcd_ctx_t  *ctx = data;
+
+    if (ctx->resolver_ctx) {
+        ngx_resolve_name_done(ctx->resolver_ctx);
+        ctx->resolver_ctx = NULL;
+    }
+
+    if (ctx->peer.connection) {
+        ngx_close_connection(ctx->peer.connection);
+        ctx->peer.connection = NULL;
+    }
+}
+
+
+static u_char *
+ngx_stream_mcd_log_error(ngx_log_t *log, u_char *buf, size_t len)
+{
+    u_char                *p;
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    s = log->data;
+    p = buf;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL) {
+        return p;
+    }
+
+    if (ctx->upstream.len) {
+        p = ngx_snprintf(p, len, ", upstream: \"%V\"", &ctx->upstream);
+        len -= p - buf;
+        buf = p;
+    }
+
+    if (ctx->upstream_addr.len) {
+        p = ngx_snprintf(p, len, ", upstream address: %V",
+                         &ctx->upstream_addr);
+    }
+
+    return p;
+}
+
+
+/* variables */
+
+
+static ngx_int_t
+ngx_stream_mcd_variable_str(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             *str;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    str = (ngx_str_t *) ((char *) ctx + data);
+
+    if (str->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = str->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = str->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_variable_port(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    u_char                *p;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL || ctx->port == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(s->connection->pool, sizeof("65535") - 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) ctx->port) - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_variable_action(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL || !ctx->decided) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) ngx_mcd_action_name(ctx->action);
+    v->len = ngx_strlen(v->data);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_variable_profile(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf;
+
+    mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+
+    if (mscf->profile == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = mscf->profile->name.data;
+    v->len = mscf->profile->name.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_variable_mode(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf;
+
+    mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+
+    if (mscf->mode == NGX_CONF_UNSET_UINT || mscf->mode == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_stream_mcd_modes[mscf->mode].data;
+    v->len = ngx_stream_mcd_modes[mscf->mode].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_add_variables(ngx_conf_t *cf)
+{
+    ngx_stream_variable_t  *var, *v;
+
+    for (v = ngx_stream_mcd_vars; v->name.len; v++) {
+        var = ngx_stream_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+
+static void *
+ngx_stream_mcd_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_stream_mcd_srv_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_stream_mcd_srv_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->profile_name = { 0, NULL };
+     *     conf->profile = NULL;
+     *     conf->file = NULL;
+     */
+
+    conf->mode = NGX_CONF_UNSET_UINT;
+    conf->connect_ports = NGX_CONF_UNSET_PTR;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->buffer_size = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_stream_mcd_srv_conf_t *prev = parent;
+    ngx_stream_mcd_srv_conf_t *conf = child;
+
+    in_port_t  *port;
+
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              10000);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout,
+                              600000);
+    ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size, 16384);
+
+    ngx_conf_merge_ptr_value(conf->connect_ports, prev->connect_ports, NULL);
+
+    if (conf->connect_ports == NULL) {
+        conf->connect_ports = ngx_array_create(cf->pool, 1,
+                                               sizeof(in_port_t));
+        if (conf->connect_ports == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_array_push(conf->connect_ports);
+        if (port == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *port = 443;
+    }
+
+    if (conf->mode == NGX_CONF_UNSET_UINT) {
+        conf->mode = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (conf->profile_name.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mcd_proxy\" needs \"mcd_fqdn_filter\" in the same "
+                      "server in %s:%ui", conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_mcd_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_str_t                   *value;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    if (mscf->mode != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "explicit") == 0) {
+        mscf->mode = NGX_MCD_MODE_EXPLICIT;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\", it must be \"explicit\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mscf->file = cf->conf_file->file.name.data;
+    mscf->line = cf->conf_file->line;
+
+    cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
+
+    if (cscf->handler != NULL) {
+        return "conflicts with another content handler (e.g. proxy_pass)";
+    }
+
+    cscf->handler = ngx_stream_mcd_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_str_t  *value;
+
+    if (mscf->profile_name.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mscf->profile_name = value[1];
+
+    if (ngx_mcd_add_profile_ref(cf, &value[1], &mscf->profile) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_mcd_connect_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    in_port_t   *port;
+    ngx_uint_t   i;
+
+    if (mscf->connect_ports != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    mscf->connect_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(in_port_t));
+    if (mscf->connect_ports == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n < 1 || n > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid port \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_array_push(mscf->connect_ports);
+        if (port == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *port = (in_port_t) n;
+    }
+
+    return NGX_CONF_OK;
+}
