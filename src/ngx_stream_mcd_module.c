@@ -409,6 +409,8 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 
     s->received += req.head_len;
 
+    c->log->action = "deciding";
+
     if (rev->timer_set) {
         ngx_del_timer(rev);
     }
@@ -1196,12 +1198,10 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     level = (status == 403 || status >= 500) ? NGX_LOG_WARN : NGX_LOG_INFO;
 
     ngx_log_error(level, c->log, 0,
-                  "mcd %V: refused %s%V%s from %V: %d, fqdn \"%V\", "
+                  "mcd %V: refused \"%V\" from %V: %d, fqdn \"%V\", "
                   "rule \"%V\", profile \"%V\", reason \"%s\": %s",
                   &ngx_stream_mcd_modes[ctx->conf->mode],
-                  ctx->upstream.len ? "\"" : "",
                   ctx->upstream.len ? &ctx->upstream : &ctx->host,
-                  ctx->upstream.len ? "\"" : "",
                   &c->addr_text, (int) status, &ctx->fqdn, &ctx->rule,
                   &ctx->conf->profile->name, reason, detail);
 
@@ -1248,6 +1248,8 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }
+
+    c->read->timedout = 0;
 
     ngx_add_timer(c->read, NGX_STREAM_MCD_LINGER_TIME);
 

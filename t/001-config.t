@@ -1,0 +1,408 @@
+# Configuration: what "nginx -t" accepts and every error of SPEC 4, each
+# reported with the file and line.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+BEGIN { push @INC, "$FindBin::Bin/compat"; }
+
+use McdTest;
+use Test::Nginx::Socket 'no_plan';
+
+mcd_test_setup();
+
+my $d = $W->{dir};
+
+mcd_write_file("$d/lists/good.txt", <<'L');
+# allowed partners
+partner.test          # exact
+*.cdn.partner.test
+.api.partner.test
+
+~^img[0-9]+\.partner\.test$
+L
+
+mcd_write_file("$d/lists/bad.txt", <<'L');
+one.test
+two.test
+bad*pattern.test
+L
+
+mcd_write_file("$d/lists/two.txt", <<'L');
+one.test two.test
+L
+
+mcd_write_file("$d/lists/deny.txt", <<'L');
+partner.test
+L
+
+mcd_write_file("$d/badhosts", <<'L');
+127.0.0.1 fine.test
+300.1.1.1 broken.test
+L
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a profile with every kind of pattern loads and serves
+--- main_config
+mcd_fqdn_filter egress {
+    default deny;
+    no_sni deny;
+    allow   origin.test *.wild.test .apex.test ~^re[0-9]+\.test$ 127.0.0.1 ::1 [2001:db8::1];
+    deny    bad.wild.test;
+    allow_list $TEST_NGINX_MCD_WORLD/lists/good.txt;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter egress;
+        mcd_connect_ports 443 8443;
+        mcd_connect_timeout 5s;
+        mcd_idle_timeout 1m;
+    }
+}
+--- request
+GET /t
+--- config
+location = /t { return 200 "ok\n"; }
+--- response_body
+ok
+--- no_error_log
+[emerg]
+[warn]
+
+
+
+=== TEST 2: a profile may be declared after the server that uses it
+--- main_config
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter later;
+    }
+}
+mcd_fqdn_filter later { default allow; }
+--- request
+GET /t
+--- config
+location = /t { return 200 "ok\n"; }
+--- response_body
+ok
+
+
+
+=== TEST 3: unknown profile
+--- main_config
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter nope;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] unknown mcd_fqdn_filter "nope" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 4: the same pattern under two actions names both places
+--- main_config
+mcd_fqdn_filter p {
+    allow a.test;
+    deny  b.test
+          A.Test.;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] pattern "A\.Test\." under "deny" at \S+nginx\.conf:\d+ conflicts with "a\.test" under "allow" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p"}
+
+
+
+=== TEST 5: ".x" and "*.x" under two actions cover the same subdomains
+--- main_config
+mcd_fqdn_filter p {
+    decrypt .example.test;
+    allow   *.example.test;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] pattern "\*\.example\.test" under "allow" at \S+:\d+ conflicts with "\.example\.test" under "decrypt"}
+
+
+
+=== TEST 6: ".x" with an exact apex under another action is legal
+--- main_config
+mcd_fqdn_filter p {
+    deny  .example.test;
+    allow example.test;
+}
+--- request
+GET /t
+--- config
+location = /t { return 200 "ok\n"; }
+--- response_body
+ok
+
+
+
+=== TEST 7: invalid wildcard
+--- main_config
+mcd_fqdn_filter p {
+    allow foo*.test;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid pattern "foo\*\.test" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p"}
+
+
+
+=== TEST 8: invalid host name in a pattern
+--- main_config
+mcd_fqdn_filter p {
+    deny a..b.test;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid pattern "a\.\.b\.test"}
+
+
+
+=== TEST 9: a regex that does not compile, with the PCRE2 message
+--- main_config
+mcd_fqdn_filter p {
+    deny ~^(unclosed\.test;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid pattern "~\^\(unclosed\\\.test" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p": .*missing closing parenthesis}
+
+
+
+=== TEST 10: an unreadable list file
+--- main_config
+mcd_fqdn_filter p {
+    deny_list $TEST_NGINX_MCD_WORLD/lists/missing.txt;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] cannot open list file "\S+/lists/missing\.txt" \(2: No such file or directory\) in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 11: a bad entry in a list file names the list's line
+--- main_config
+mcd_fqdn_filter p {
+    deny_list $TEST_NGINX_MCD_WORLD/lists/bad.txt;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid pattern "bad\*pattern\.test" at \S+/lists/bad\.txt:3 in mcd_fqdn_filter "p": .* in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 12: two patterns on one list line
+--- main_config
+mcd_fqdn_filter p {
+    allow_list $TEST_NGINX_MCD_WORLD/lists/two.txt;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid entry in list file \S+/lists/two\.txt:1: one pattern a line}
+
+
+
+=== TEST 13: a list entry conflicting with a directive names both files
+--- main_config
+mcd_fqdn_filter p {
+    allow_list $TEST_NGINX_MCD_WORLD/lists/good.txt;
+    deny_list  $TEST_NGINX_MCD_WORLD/lists/deny.txt;
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] pattern "partner\.test" under "deny" at \S+/lists/deny\.txt:1 conflicts with "partner\.test" under "allow" at \S+/lists/good\.txt:2}
+
+
+
+=== TEST 14: decrypt reachable without a CA
+--- main_config
+mcd_fqdn_filter p {
+    decrypt .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] mcd_fqdn_filter "p" \(\S+nginx\.conf:\d+\) can decrypt, but no "mcd_ca_certificate" is configured, used in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 15: a CA certificate that is not a CA
+--- main_config
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/notca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/notca.key;
+--- must_die
+--- error_log eval
+qr{\[emerg\] "\S+/notca\.crt" is not a CA certificate .* in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 16: a CA key that does not match
+--- main_config
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/other.key;
+--- must_die
+--- error_log eval
+qr{\[emerg\] "mcd_ca_certificate_key" "\S+/other\.key" does not match "mcd_ca_certificate" "\S+/gwca\.crt" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 17: a matching CA makes decrypt profiles legal
+--- main_config
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+mcd_fqdn_filter p {
+    decrypt .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+    }
+}
+--- request
+GET /t
+--- config
+location = /t { return 200 "ok\n"; }
+--- response_body
+ok
+
+
+
+=== TEST 18: mcd_proxy without a profile
+--- main_config
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] "mcd_proxy" needs "mcd_fqdn_filter" in the same server in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 19: a profile declared twice
+--- main_config
+mcd_fqdn_filter p { default allow; }
+mcd_fqdn_filter p { default deny; }
+--- must_die
+--- error_log eval
+qr{\[emerg\] duplicate mcd_fqdn_filter "p", first declared in \S+nginx\.conf:\d+ in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 20: unknown directive inside a profile
+--- main_config
+mcd_fqdn_filter p { permit a.test; }
+--- must_die
+--- error_log eval
+qr{\[emerg\] unknown directive "permit" in mcd_fqdn_filter "p" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 21: invalid default
+--- main_config
+mcd_fqdn_filter p { default maybe; }
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid value "maybe" in "default", it must be "deny", "allow" or "decrypt" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 22: invalid CONNECT port
+--- main_config
+mcd_fqdn_filter p { default allow; }
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+        mcd_connect_ports 443 70000;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid port "70000" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 23: a bad address in the hosts file names its line
+--- main_config
+mcd_hosts_file $TEST_NGINX_MCD_WORLD/badhosts;
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid address "300\.1\.1\.1" in hosts file \S+/badhosts:2 in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 24: mcd_proxy and proxy_pass in one server
+--- main_config
+mcd_fqdn_filter p { default allow; }
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        proxy_pass 127.0.0.1:1;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] "mcd_proxy" directive conflicts with another content handler}
+
+
+
+=== TEST 25: the same pattern twice under one action is only a warning
+--- main_config
+mcd_fqdn_filter p {
+    allow a.test;
+    allow A.TEST;
+}
+--- request
+GET /t
+--- config
+location = /t { return 200 "ok\n"; }
+--- response_body
+ok
+--- error_log eval
+qr{\[warn\] duplicate pattern "A\.TEST" in mcd_fqdn_filter "p" at \S+nginx\.conf:\d+, first in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 26: invalid mcd_proxy mode
+--- main_config
+mcd_fqdn_filter p { default allow; }
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy sideways;
+        mcd_fqdn_filter p;
+    }
+}
+--- must_die
+--- error_log eval
+qr{\[emerg\] invalid value "sideways"}

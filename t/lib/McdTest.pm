@@ -1,0 +1,655 @@
+package McdTest;
+
+# The world every ngx_mcd test file stands in, made on loopback by the test
+# itself: a test CA and origin certificate, an HTTPS origin (a separate nginx
+# that the tests never reload), a TCP echo server, a mock DNS server, a
+# "blackhole" port whose SYNs are dropped, a hosts file; plus the clients
+# the tests drive (curl, raw sockets) and the glue to Test::Nginx::Socket.
+#
+# Use it BEFORE Test::Nginx::Socket so that TEST_NGINX_LOAD_MODULES has its
+# default when Test::Nginx reads it:
+#
+#   use McdTest;
+#   use Test::Nginx::Socket 'no_plan';
+#   mcd_test_setup();
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(basename dirname);
+use File::Path qw(make_path remove_tree);
+use IO::Socket::INET;
+use IO::Select;
+use POSIX qw(WNOHANG);
+use Socket;
+use Time::HiRes qw(sleep time);
+
+use parent 'Exporter';
+
+our @EXPORT = qw(
+    $W mcd_test_setup mcd_curl mcd_curl_x mcd_raw mcd_log_lines
+    mcd_wait_log mcd_file mcd_slurp mcd_write_file mcd_nginx_pid
+    mcd_servroot mcd_http_get_via_tunnel
+);
+
+our $W;                 # the world: a hash of paths and ports
+
+our $Root;
+BEGIN { $Root = abs_path(dirname(__FILE__) . '/../..'); }
+my @Children;
+my $Blackhole;
+my @BlackholeFill;
+my $OriginPrefix;
+my $OwnerPid = $$;
+
+# defaults that Test::Nginx reads when it is loaded
+
+sub _defaults {
+    if (!defined $ENV{TEST_NGINX_LOAD_MODULES}) {
+        my @mods;
+        my $stream = '/usr/lib/nginx/modules/ngx_stream_module.so';
+        push @mods, $stream if -f $stream;
+        push @mods, "$Root/build/ngx_mcd_module.so";
+        $ENV{TEST_NGINX_LOAD_MODULES} = join ' ', @mods;
+    }
+
+    $ENV{TEST_NGINX_BINARY} //= -x '/usr/sbin/nginx' ? '/usr/sbin/nginx'
+                                                     : 'nginx';
+    $ENV{TEST_NGINX_LOG_LEVEL} //= 'info';
+    $ENV{TEST_NGINX_SERVER_PORT} //= 1984;
+    $ENV{TEST_NGINX_NO_SHUFFLE} //= 1;
+}
+
+
+sub import {
+    _defaults();
+    world() unless $W;
+    __PACKAGE__->export_to_level(1, @_);
+}
+
+sub run {
+    my ($cmd) = @_;
+    my $out = `$cmd 2>&1`;
+    die "command failed ($?): $cmd\n$out" if $? != 0;
+    return $out;
+}
+
+sub mcd_write_file {
+    my ($path, $data) = @_;
+    make_path(dirname($path));
+    open my $fh, '>', $path or die "$path: $!";
+    binmode $fh;
+    print $fh $data;
+    close $fh or die "$path: $!";
+}
+
+sub mcd_slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return undef;
+    binmode $fh;
+    local $/;
+    my $data = <$fh>;
+    close $fh;
+    return $data;
+}
+
+sub mcd_file { return "$W->{dir}/$_[0]"; }
+
+sub port_free {
+    my ($port, $proto) = @_;
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+                                  Proto => $proto || 'tcp', ReuseAddr => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+sub world {
+    my $base = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    my $name = basename($0, '.t');
+    my $dir = "$Root/t/world/$name";
+
+    reap_stale($dir);
+    remove_tree($dir);
+    make_path("$dir/www", "$dir/origin/logs", "$dir/origin/conf");
+
+    $W = {
+        root        => $Root,
+        dir         => $dir,
+        port        => $base + 1,   # gateway (explicit)
+        port2       => $base + 2,   # a second gateway listener
+        origin      => $base + 3,   # HTTPS origin
+        origin_http => $base + 4,   # plain HTTP origin
+        echo        => $base + 5,   # TCP echo
+        dns         => $base + 6,   # mock DNS (UDP)
+        closed      => $base + 7,   # nothing listens here
+        blackhole   => $base + 8,   # SYNs dropped: connect times out
+        port3       => $base + 9,   # a third gateway listener
+    };
+
+    for my $k (qw(port port2 port3 origin origin_http echo dns closed
+                  blackhole))
+    {
+        my $v = uc $k;
+        $ENV{"TEST_NGINX_MCD_$v"} = $W->{$k};
+    }
+
+    $ENV{TEST_NGINX_MCD_WORLD} = $dir;
+    $ENV{TEST_NGINX_MCD_ROOT} = $Root;
+
+    make_certs();
+    make_files();
+    start_origin();
+    start_echo();
+    start_dns();
+    start_blackhole();
+
+    return $W;
+}
+
+# processes a killed run left behind
+
+sub reap_stale {
+    my ($dir) = @_;
+    for my $f ("$dir/origin/logs/nginx.pid", "$dir/children.pid") {
+        my $data = mcd_slurp($f) // next;
+        for my $pid ($data =~ /(\d+)/g) {
+            my @workers = split ' ', `pgrep -P $pid 2>/dev/null`;
+            kill 'KILL', $pid, @workers;
+        }
+    }
+    sleep 0.2;
+}
+
+sub make_certs {
+    my $d = $W->{dir};
+    my $ossl = 'openssl';
+
+    my $ext = "$d/leaf.ext";
+    mcd_write_file($ext, join "\n",
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature",
+        "extendedKeyUsage=serverAuth",
+        "subjectAltName=DNS:origin.test,DNS:allowed.test,DNS:denied.test,"
+        . "DNS:example.test,DNS:hosts-wins.test,DNS:multi.test,"
+        . "DNS:closed.test,DNS:blackhole.test,DNS:v6only.test,DNS:dns.test,"
+        . "DNS:unlisted.test,DNS:nx.test,DNS:*.allowed.test,"
+        . "DNS:*.sub.allowed.test,DNS:*.denied.test,DNS:*.example.test,"
+        . "DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1",
+        "");
+
+    run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+        . "-nodes -keyout $d/ca.key -out $d/ca.crt -days 30 "
+        . "-subj '/CN=McdTest Origin CA' "
+        . "-addext 'basicConstraints=critical,CA:TRUE' "
+        . "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
+
+    run("$ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        . "-keyout $d/origin.key -out $d/origin.csr "
+        . "-subj '/CN=origin.test'");
+
+    run("$ossl x509 -req -in $d/origin.csr -CA $d/ca.crt -CAkey $d/ca.key "
+        . "-CAcreateserial -out $d/origin.crt -days 30 -extfile $ext");
+
+    # a self-signed certificate that is not a CA, for configuration errors
+
+    run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+        . "-nodes -keyout $d/notca.key -out $d/notca.crt -days 30 "
+        . "-subj '/CN=not a CA' "
+        . "-addext 'basicConstraints=critical,CA:FALSE' "
+        . "-addext 'keyUsage=critical,digitalSignature'");
+
+    # a gateway CA with a key that does not belong to it
+
+    run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+        . "-nodes -keyout $d/gwca.key -out $d/gwca.crt -days 30 "
+        . "-subj '/CN=McdTest Gateway CA' "
+        . "-addext 'basicConstraints=critical,CA:TRUE' "
+        . "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
+
+    run("$ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+        . "-out $d/other.key");
+}
+
+sub make_files {
+    my $d = $W->{dir};
+
+    mcd_write_file("$d/www/index.html", "hello from origin\n");
+
+    # 10 MiB, deterministic, not compressible by accident
+
+    my $big = '';
+    my $x = 12345;
+    my $chunk = '';
+    for my $i (1 .. 4096) {
+        $x = ($x * 1103515245 + 12345) & 0x7fffffff;
+        $chunk .= pack('N', $x);
+    }
+    $big .= $chunk for 1 .. 640;    # 16 KiB * 640 = 10 MiB
+    mcd_write_file("$d/www/big.bin", $big);
+    $W->{big_size} = length $big;
+
+    mcd_write_file("$d/www/slow.bin", 'z' x 65536);
+
+    mcd_write_file("$d/hosts", <<"EOF");
+# the test world's names (mcd_hosts_file)
+127.0.0.1   origin.test allowed.test www.allowed.test
+127.0.0.1   deep.sub.allowed.test denied.test x.denied.test
+127.0.0.1   example.test www.example.test bank.example.test
+127.0.0.1   hosts-wins.test
+127.0.0.1   closed.test blackhole.test
+::1         v6only.test
+127.0.0.2   multi.test
+127.0.0.1   multi.test
+EOF
+}
+
+sub start_origin {
+    my $d = $W->{dir};
+    my $p = "$d/origin";
+
+    $OriginPrefix = $p;
+
+    mcd_write_file("$p/conf/nginx.conf", <<"EOF");
+worker_processes 1;
+daemon on;
+master_process on;
+error_log $p/logs/error.log warn;
+pid $p/logs/nginx.pid;
+events { worker_connections 2048; }
+http {
+    access_log off;
+    client_body_temp_path $p/tmp_body;
+    proxy_temp_path $p/tmp_proxy;
+    fastcgi_temp_path $p/tmp_fastcgi;
+    uwsgi_temp_path $p/tmp_uwsgi;
+    scgi_temp_path $p/tmp_scgi;
+    default_type application/octet-stream;
+    keepalive_timeout 60s;
+    keepalive_requests 10000;
+    server {
+        listen 127.0.0.1:$W->{origin} ssl;
+        listen [::1]:$W->{origin} ssl;
+        ssl_certificate $d/origin.crt;
+        ssl_certificate_key $d/origin.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $d/www;
+        location = /host { default_type text/plain; return 200 "host=\$host sni=\$ssl_server_name\\n"; }
+        location /slow.bin { limit_rate 32k; }
+    }
+    server {
+        listen 127.0.0.1:$W->{origin_http};
+        root $d/www;
+        location = /host { default_type text/plain; return 200 "host=\$host\\n"; }
+    }
+}
+EOF
+
+    my $bin = $ENV{TEST_NGINX_BINARY};
+    run("$bin -p $p/ -c conf/nginx.conf");
+
+    wait_port($W->{origin}) or die "origin did not start";
+}
+
+sub stop_origin {
+    return unless $OriginPrefix;
+    my $pid = mcd_slurp("$OriginPrefix/logs/nginx.pid");
+    if ($pid && $pid =~ /(\d+)/) {
+        my $master = $1;
+        my @workers = split ' ', `pgrep -P $master 2>/dev/null`;
+        kill 'TERM', $master;
+        for (1 .. 50) {
+            last unless kill 0, $master;
+            sleep 0.1;
+        }
+        kill 'KILL', $master, @workers;
+    }
+    undef $OriginPrefix;
+}
+
+sub wait_port {
+    my ($port) = @_;
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 1);
+        if ($s) { close $s; return 1; }
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub spawn {
+    my ($code) = @_;
+    my $parent = $$;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{TERM} = sub { POSIX::_exit(0) };
+        eval { $code->($parent) };
+        POSIX::_exit(0);
+    }
+    push @Children, $pid;
+    open my $fh, '>>', "$W->{dir}/children.pid" or die;
+    print $fh "$pid\n";
+    close $fh;
+    return $pid;
+}
+
+# echo: bytes are sent back as they come; on the client's FIN the server
+# answers "BYE\n" and closes (so that half-close can be observed)
+
+sub start_echo {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $W->{echo}, Listen => 128,
+                                  ReuseAddr => 1)
+        or die "echo listen: $!";
+
+    spawn(sub {
+        my ($parent) = @_;
+        $SIG{CHLD} = 'IGNORE';
+        my $sel = IO::Select->new($l);
+        while (getppid() == $parent) {
+            next unless $sel->can_read(1);
+            my $c = $l->accept or next;
+            my $pid = fork;
+            next if !defined $pid;
+            if ($pid) { close $c; next; }
+            close $l;
+            my $deadline = time + 60;
+            while (time < $deadline) {
+                my $n = sysread($c, my $buf, 65536);
+                last if !defined $n;
+                if ($n == 0) {
+                    syswrite($c, "BYE\n");
+                    last;
+                }
+                my $off = 0;
+                while ($off < $n) {
+                    my $w = syswrite($c, $buf, $n - $off, $off);
+                    last unless $w;
+                    $off += $w;
+                }
+            }
+            close $c;
+            POSIX::_exit(0);
+        }
+    });
+
+    close $l;
+}
+
+# mock DNS on UDP loopback: the zone below; "slow." names never answer
+
+sub start_dns {
+    require Net::DNS;
+
+    my %a = (
+        'dns.test'         => ['127.0.0.1'],
+        'www.dns.test'     => ['127.0.0.1'],
+        'allowed.dns.test' => ['127.0.0.1'],
+        'hosts-wins.test'  => ['127.0.0.3'],
+        'refused.dns.test' => ['127.0.0.1'],
+    );
+    my %aaaa = (
+        'v6.dns.test' => ['::1'],
+    );
+
+    my $port = $W->{dns};
+
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                     LocalPort => $port, Proto => 'udp')
+        or die "dns: cannot listen on $port: $!";
+
+    spawn(sub {
+        my ($parent) = @_;
+        my $sel = IO::Select->new($sock);
+        while (getppid() == $parent) {
+            next unless $sel->can_read(1);
+            my $peer = recv($sock, my $buf, 4096, 0);
+            next unless defined $peer;
+            my $query = eval { Net::DNS::Packet->new(\$buf) } or next;
+            my ($q) = $query->question or next;
+            my $name = lc $q->qname;
+            $name =~ s/\.$//;
+            next if $name =~ /^slow\./;
+            my $reply = $query->reply;
+            $reply->header->aa(1);
+            my $type = $q->qtype;
+            my @ans;
+            if ($type eq 'A' && $a{$name}) {
+                push @ans, Net::DNS::RR->new("$name 5 IN A $_")
+                    for @{ $a{$name} };
+            } elsif ($type eq 'AAAA' && $aaaa{$name}) {
+                push @ans, Net::DNS::RR->new("$name 5 IN AAAA $_")
+                    for @{ $aaaa{$name} };
+            }
+            if (@ans || $a{$name} || $aaaa{$name}) {
+                $reply->header->rcode('NOERROR');
+                $reply->push(answer => @ans) if @ans;
+            } else {
+                $reply->header->rcode('NXDOMAIN');
+            }
+            send($sock, $reply->data, 0, $peer);
+        }
+    });
+
+    close $sock;
+
+    # wait until it answers
+
+    my $res = Net::DNS::Resolver->new(nameservers => ['127.0.0.1'],
+                                      port => $port, udp_timeout => 0.2,
+                                      retry => 1, recurse => 0);
+    for (1 .. 50) {
+        my $r = $res->send('dns.test', 'A');
+        return if $r && $r->answer;
+        sleep 0.1;
+    }
+    die "mock DNS did not start";
+}
+
+# a listener with a full accept queue: the kernel drops further SYNs
+
+sub start_blackhole {
+    socket($Blackhole, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    setsockopt($Blackhole, SOL_SOCKET, SO_REUSEADDR, 1);
+    bind($Blackhole, sockaddr_in($W->{blackhole}, inet_aton('127.0.0.1')))
+        or die "bind blackhole: $!";
+    listen($Blackhole, 0) or die "listen: $!";
+
+    my $fill = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $W->{blackhole},
+                                     Timeout => 1);
+    push @BlackholeFill, $fill if $fill;
+}
+
+END {
+    if ($$ == $OwnerPid) {
+        kill 'TERM', @Children if @Children;
+        for my $pid (@Children) {
+            waitpid($pid, 0);
+        }
+        stop_origin();
+    }
+}
+
+# clients
+
+# run a command; returns { exit, out, err }
+
+sub mcd_run_cmd {
+    my (@cmd) = @_;
+    my $out = "$W->{dir}/cmd.out.$$";
+    my $err = "$W->{dir}/cmd.err.$$";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', $out or die;
+        open STDERR, '>', $err or die;
+        exec @cmd or POSIX::_exit(127);
+    }
+    waitpid($pid, 0);
+    my $r = { exit => $? >> 8, out => mcd_slurp($out) // '',
+              err => mcd_slurp($err) // '' };
+    unlink $out, $err;
+    return $r;
+}
+
+sub mcd_curl { return mcd_run_cmd('curl', @_); }
+
+# curl -x through the gateway to https://HOST:PORT/PATH, verifying the
+# origin's certificate against the test CA; returns { exit, out, err, code }
+
+sub mcd_curl_x {
+    my (%o) = @_;
+    my $host = $o{host} // 'origin.test';
+    my $port = $o{port} // $W->{origin};
+    my $path = $o{path} // '/index.html';
+    my $proxy = $o{proxy} // $W->{port};
+    my @args = ('-sS', '-v', '--max-time', $o{max_time} // 20,
+                '--cacert', "$W->{dir}/ca.crt",
+                '-x', "http://127.0.0.1:$proxy",
+                '-w', '\n%{http_connect} %{http_code}',
+                @{ $o{args} // [] });
+    push @args, '-o', $o{output} if $o{output};
+    my $authority = $host =~ /:/ ? "[$host]" : $host;
+    my $r = mcd_curl(@args, "https://$authority:$port$path");
+    if ($r->{out} =~ s/\n(\d{3}) (\d{3})\z//) {
+        $r->{connect_code} = $1;
+        $r->{code} = $2;
+    }
+    return $r;
+}
+
+# send raw bytes to a port, read until EOF or timeout
+
+sub mcd_raw {
+    my (%o) = @_;
+    local $SIG{PIPE} = 'IGNORE';
+    my $s = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1',
+                                  PeerPort => $o{port} // $W->{port},
+                                  Timeout => 5)
+        or die "connect: $!";
+    my @parts = ref $o{send} ? @{ $o{send} } : ($o{send} // '');
+    for my $i (0 .. $#parts) {
+        my $p = $parts[$i];
+        my $off = 0;
+        while ($off < length $p) {
+            my $w = syswrite($s, $p, length($p) - $off, $off);
+            last unless $w;
+            $off += $w;
+        }
+        sleep($o{delay}) if $o{delay} && $i < $#parts;
+    }
+    shutdown($s, 1) if $o{shutdown};
+    my $got = '';
+    my $sel = IO::Select->new($s);
+    my $deadline = time + ($o{timeout} // 10);
+    while (time < $deadline) {
+        last unless $sel->can_read($deadline - time);
+        my $n = sysread($s, my $buf, 65536);
+        last if !$n;
+        $got .= $buf;
+        last if $o{until} && $got =~ $o{until};
+    }
+    close $s;
+    return $got;
+}
+
+# through a CONNECT tunnel to the plain HTTP origin (or any port): one GET
+
+sub mcd_http_get_via_tunnel {
+    my (%o) = @_;
+    my $target = $o{target} // "origin.test:$W->{origin_http}";
+    my $path = $o{path} // '/index.html';
+    return mcd_raw(port => $o{proxy} // $W->{port},
+                   send => "CONNECT $target HTTP/1.1\r\nHost: $target\r\n\r\n"
+                         . "GET $path HTTP/1.0\r\nHost: x\r\n\r\n",
+                   timeout => $o{timeout} // 10);
+}
+
+sub mcd_servroot {
+    no warnings 'once';
+    return $Test::Nginx::Util::ServRoot;
+}
+
+sub mcd_nginx_pid {
+    no warnings 'once';
+    my $f = $Test::Nginx::Util::PidFile;
+    my $pid = mcd_slurp($f);
+    return $pid && $pid =~ /(\d+)/ ? $1 : undef;
+}
+
+sub mcd_log_lines {
+    my ($name) = @_;
+    my $data = mcd_slurp(mcd_servroot() . "/logs/$name") // '';
+    return split /\n/, $data;
+}
+
+# wait until the log has N lines matching RE (access logs are written when
+# a session ends, which may be a moment after the client saw EOF)
+
+sub mcd_wait_log {
+    my ($name, $re, $n, $timeout) = @_;
+    $n //= 1;
+    my $deadline = time + ($timeout // 5);
+    my @m;
+    while (1) {
+        @m = grep { $_ =~ $re } mcd_log_lines($name);
+        last if @m >= $n || time > $deadline;
+        sleep 0.05;
+    }
+    return @m;
+}
+
+# Test::Nginx glue: "--- mcd_client" holds Perl code run against the live
+# nginx after the block's request; "--- gateway" sends the block's request
+# to the gateway port (or the port given) instead of the http port
+
+sub mcd_test_setup {
+    my $caller = caller;
+
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my $block = shift;
+
+        if (defined $block->gateway) {
+            my $p = $block->gateway;
+            $p =~ s/\s+//g;
+            $p = $W->{port} if $p eq '' || $p eq '1';
+            $p = $W->{$p} if exists $W->{$p};
+            Test::Nginx::Util::server_port_for_client($p);
+        } else {
+            Test::Nginx::Util::server_port_for_client(
+                $ENV{TEST_NGINX_SERVER_PORT});
+        }
+
+        if (defined $block->mcd_client && !defined $block->request
+            && !defined $block->raw_request)
+        {
+            $block->set_value('request', "GET /mcd-ping\n");
+            my $config = $block->config // '';
+            $block->set_value('config', $config
+                . "\n    location = /mcd-ping { return 200 \"pong\\n\"; }\n");
+            $block->set_value('response_body', "pong\n")
+                unless defined $block->response_body;
+        }
+    });
+
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+        my $code = $block->mcd_client;
+        return unless defined $code;
+        return if $dry_run || $req_idx != 0;
+        my $name = $block->name;
+        local $McdTest::Block = $block;
+        my $ok = eval "package $caller; no strict 'vars'; $code; 1";
+        if (!$ok) {
+            Test::More::fail("$name - mcd_client died: $@");
+        }
+    });
+}
+
+our $Block;
+
+1;
