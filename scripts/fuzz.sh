@@ -36,7 +36,10 @@ for name in "${targets[@]}"; do
     fi
 
     echo "fuzz: $name for ${secs}s"
+    maxlen=4096
+    [ "$name" = tls ] && maxlen=20000
     (cd "$out" && "./fuzz_$name" -max_total_time="$secs" -timeout=10 \
+        -max_len="$maxlen" \
         -rss_limit_mb=2048 -print_final_stats=1 \
         "corpus-$name" "${seeds[@]/#/../../}" 2>&1 | tail -n 12)
 done

@@ -2,10 +2,12 @@
 /*
  * Copyright (C) ngx_mcd authors
  *
- * The stream front door: "mcd_proxy explicit" reads an HTTP CONNECT head
- * with MSG_PEEK, consumes exactly the head, decides with the FQDN filter
- * profile, resolves the name (hosts file, then resolver), connects, answers
- * 200 and relays bytes both ways.
+ * The stream front door.  "mcd_proxy explicit" reads an HTTP CONNECT head
+ * with MSG_PEEK and consumes exactly the head; "mcd_proxy transparent"
+ * reads the ClientHello with MSG_PEEK and consumes nothing.  Both decide
+ * with the FQDN filter profile, resolve the name (hosts file, then
+ * resolver), connect, and relay bytes both ways; explicit answers 200 once
+ * connected, transparent lets the untouched ClientHello follow.
  */
 
 
@@ -15,6 +17,17 @@
 
 #include "ngx_mcd.h"
 #include "mcd_connect.h"
+#include "mcd_tls.h"
+
+
+#if (NGX_LINUX)
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST                80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST           80
+#endif
+#endif
 
 
 #define NGX_STREAM_MCD_LINGER_TIME     5000
@@ -34,6 +47,7 @@ typedef struct {
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   idle_timeout;
     size_t                       buffer_size;
+    ngx_flag_t                   verify_destination;
 
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
@@ -51,11 +65,17 @@ typedef struct {
     ngx_str_t                    reason;
     ngx_str_t                    upstream;          /* fqdn:port */
     ngx_str_t                    upstream_addr;     /* address:port */
+    ngx_str_t                    sni;               /* as the client sent it */
+    ngx_str_t                    alpn;
+    ngx_str_t                    original_dst;      /* address:port */
+    struct sockaddr             *orig_sockaddr;
+    socklen_t                    orig_socklen;
     in_port_t                    port;
     ngx_uint_t                   name_type;
 
     u_char                      *peek;
     size_t                       peek_size;
+    u_char                      *scratch;           /* ClientHello body */
 
     ngx_resolver_ctx_t          *resolver_ctx;
     ngx_addr_t                  *addrs;
@@ -81,6 +101,9 @@ typedef struct {
     unsigned                     decided:1;
     unsigned                     connected:1;
     unsigned                     finalized:1;
+    unsigned                     hello:1;           /* a ClientHello parsed */
+    unsigned                     ech:1;
+    unsigned                     silent:1;          /* refuse without a byte */
 } ngx_stream_mcd_ctx_t;
 
 
@@ -88,7 +111,13 @@ static void ngx_stream_mcd_handler(ngx_stream_session_t *s);
 static void ngx_stream_mcd_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_explicit_request(ngx_stream_session_t *s,
     mcd_connect_t *req);
+static void ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev);
+static void ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
+    mcd_tls_hello_t *h);
+static ngx_int_t ngx_stream_mcd_original_dst(ngx_stream_session_t *s);
+static ngx_int_t ngx_stream_mcd_set_upstream(ngx_stream_session_t *s);
 static void ngx_stream_mcd_resolve(ngx_stream_session_t *s);
+static void ngx_stream_mcd_addrs_ready(ngx_stream_session_t *s);
 static void ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx);
 static ngx_int_t ngx_stream_mcd_set_addrs(ngx_stream_session_t *s,
     ngx_addr_t *addrs, ngx_uint_t naddrs);
@@ -106,6 +135,9 @@ static ngx_int_t ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx,
     off_t *received, unsigned *moved);
 static void ngx_stream_mcd_refuse(ngx_stream_session_t *s,
     ngx_uint_t status, const char *reason, const char *detail);
+static unsigned ngx_stream_mcd_alert(const char *reason);
+static ngx_int_t ngx_stream_mcd_http_answer(ngx_stream_session_t *s,
+    ngx_uint_t status, const char *text, const char *detail);
 static void ngx_stream_mcd_answer_handler(ngx_event_t *ev);
 static void ngx_stream_mcd_linger_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_idle_handler(ngx_event_t *ev);
@@ -124,6 +156,8 @@ static ngx_int_t ngx_stream_mcd_variable_action(ngx_stream_session_t *s,
 static ngx_int_t ngx_stream_mcd_variable_profile(ngx_stream_session_t *s,
     ngx_stream_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_stream_mcd_variable_mode(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_stream_mcd_variable_ech(ngx_stream_session_t *s,
     ngx_stream_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_stream_mcd_add_variables(ngx_conf_t *cf);
@@ -173,6 +207,13 @@ static ngx_command_t  ngx_stream_mcd_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
       offsetof(ngx_stream_mcd_srv_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("mcd_verify_destination"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, verify_destination),
       NULL },
 
     { ngx_string("mcd_buffer_size"),
@@ -243,6 +284,18 @@ static ngx_stream_variable_t  ngx_stream_mcd_vars[] = {
     { ngx_string("mcd_reason"), NULL, ngx_stream_mcd_variable_str,
       offsetof(ngx_stream_mcd_ctx_t, reason), 0, 0 },
 
+    { ngx_string("mcd_sni"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, sni), 0, 0 },
+
+    { ngx_string("mcd_alpn"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, alpn), 0, 0 },
+
+    { ngx_string("mcd_ech"), NULL, ngx_stream_mcd_variable_ech,
+      0, 0, 0 },
+
+    { ngx_string("mcd_original_dst"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, original_dst), 0, 0 },
+
       ngx_stream_null_variable
 };
 
@@ -300,14 +353,26 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
         return;
     }
 
-    c->log->action = "reading CONNECT request";
-
-    c->read->handler = ngx_stream_mcd_peek_handler;
     c->write->handler = ngx_stream_mcd_idle_handler;
 
     ngx_add_timer(c->read, cscf->preread_timeout);
 
-    ngx_stream_mcd_peek_handler(c->read);
+    if (ctx->conf->mode == NGX_MCD_MODE_EXPLICIT) {
+        c->log->action = "reading CONNECT request";
+        c->read->handler = ngx_stream_mcd_peek_handler;
+
+    } else {
+        ctx->scratch = ngx_pnalloc(c->pool, ctx->peek_size);
+        if (ctx->scratch == NULL) {
+            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        c->log->action = "reading ClientHello";
+        c->read->handler = ngx_stream_mcd_tls_peek_handler;
+    }
+
+    c->read->handler(c->read);
 }
 
 
@@ -427,7 +492,6 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 static void
 ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 {
-    u_char                     *p;
     in_port_t                  *ports;
     ngx_int_t                   rc;
     ngx_uint_t                  i;
@@ -471,23 +535,10 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
         return;
     }
 
-    ctx->upstream.data = ngx_pnalloc(c->pool, ctx->fqdn.len
-                                              + sizeof("[]:65535") - 1);
-    if (ctx->upstream.data == NULL) {
+    if (ngx_stream_mcd_set_upstream(s) != NGX_OK) {
         ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    if (d.type == MCD_NAME_IPV6) {
-        p = ngx_sprintf(ctx->upstream.data, "[%V]:%ui", &ctx->fqdn,
-                        (ngx_uint_t) ctx->port);
-
-    } else {
-        p = ngx_sprintf(ctx->upstream.data, "%V:%ui", &ctx->fqdn,
-                        (ngx_uint_t) ctx->port);
-    }
-
-    ctx->upstream.len = p - ctx->upstream.data;
 
     ports = mscf->connect_ports->elts;
 
@@ -524,6 +575,360 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 }
 
 
+static ngx_int_t
+ngx_stream_mcd_set_upstream(ngx_stream_session_t *s)
+{
+    u_char                *p;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ctx->upstream.data = ngx_pnalloc(s->connection->pool,
+                                     ctx->fqdn.len + sizeof("[]:65535") - 1);
+    if (ctx->upstream.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->name_type == MCD_NAME_IPV6) {
+        p = ngx_sprintf(ctx->upstream.data, "[%V]:%ui", &ctx->fqdn,
+                        (ngx_uint_t) ctx->port);
+
+    } else {
+        p = ngx_sprintf(ctx->upstream.data, "%V:%ui", &ctx->fqdn,
+                        (ngx_uint_t) ctx->port);
+    }
+
+    ctx->upstream.len = p - ctx->upstream.data;
+
+    return NGX_OK;
+}
+
+
+/* transparent: the ClientHello, peeked and left in the socket */
+
+
+static void
+ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
+{
+    ssize_t                n;
+    ngx_int_t              rc;
+    ngx_err_t              err;
+    mcd_tls_hello_t        h;
+    ngx_connection_t      *c;
+    ngx_stream_session_t  *s;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = rev->data;
+    s = c->data;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (rev->timedout) {
+        ctx->silent = 1;
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                              "timed out reading the ClientHello");
+        return;
+    }
+
+    n = recv(c->fd, ctx->peek, ctx->peek_size, MSG_PEEK);
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            rev->ready = 0;
+
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            }
+
+            return;
+        }
+
+        ngx_connection_error(c, err, "recv(MSG_PEEK) failed");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "client closed connection before a ClientHello");
+        ngx_str_set(&ctx->reason, "bad_request");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
+    rc = mcd_tls_parse_client_hello(ctx->peek, n, ctx->scratch,
+                                    ctx->peek_size, &h);
+
+    switch (rc) {
+
+    case MCD_TLS_AGAIN:
+
+        if ((size_t) n == ctx->peek_size) {
+            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                                  "ClientHello larger than "
+                                  "preread_buffer_size");
+            return;
+        }
+
+        rev->ready = 0;
+
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+
+    case MCD_TLS_OK:
+        break;
+
+    case MCD_TLS_NOT_TLS:
+        ctx->silent = 1;
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                              "not a TLS handshake");
+        return;
+
+    case MCD_TLS_TOO_BIG:
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                              "ClientHello larger than preread_buffer_size");
+        return;
+
+    default: /* MCD_TLS_ERROR */
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                              h.detail ? h.detail : "malformed ClientHello");
+        return;
+    }
+
+    if (rev->timer_set) {
+        ngx_del_timer(rev);
+    }
+
+    c->log->action = "deciding";
+
+    /* the ClientHello stays in the socket for the upstream */
+
+    rev->ready = 1;
+    rev->available = -1;
+
+    ngx_stream_mcd_transparent_request(s, &h);
+}
+
+
+static void
+ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
+    mcd_tls_hello_t *h)
+{
+    u_char                *p;
+    size_t                 len;
+    ngx_int_t              rc;
+    ngx_addr_t             addr;
+    ngx_connection_t      *c;
+    ngx_mcd_decision_t     d;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ctx->hello = 1;
+    ctx->ech = h->ech;
+
+    if (h->alpn) {
+        len = h->alpn_len * 4 + 1;
+
+        p = ngx_pnalloc(c->pool, len);
+        if (p == NULL) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ctx->alpn.len = mcd_tls_alpn_format(h->alpn, h->alpn_len, p, len);
+        ctx->alpn.data = p;
+    }
+
+    rc = ngx_stream_mcd_original_dst(s);
+    if (rc == NGX_ERROR) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->port = ctx->orig_sockaddr ? ngx_inet_get_port(ctx->orig_sockaddr)
+                                   : 443;
+
+    if (!h->has_sni) {
+
+        ctx->decided = 1;
+
+        if (ctx->conf->profile->no_sni == NGX_MCD_NO_SNI_DENY) {
+            ctx->action = MCD_ACTION_DENY;
+            ngx_str_set(&ctx->rule, "no_sni");
+            ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "no_sni",
+                                  "ClientHello without SNI");
+            return;
+        }
+
+        ctx->action = MCD_ACTION_ALLOW;
+        ngx_str_set(&ctx->rule, "no_sni");
+
+        if (ctx->orig_sockaddr == NULL) {
+            ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "no_sni",
+                                  "ClientHello without SNI and "
+                                  "no original destination");
+            return;
+        }
+
+        /* the only case where the client's destination is used */
+
+        ctx->upstream = ctx->original_dst;
+
+        addr.sockaddr = ctx->orig_sockaddr;
+        addr.socklen = ctx->orig_socklen;
+        ngx_str_null(&addr.name);
+
+        if (ngx_stream_mcd_set_addrs(s, &addr, 1) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_stream_mcd_connect(s);
+        return;
+    }
+
+    ctx->sni.len = h->sni_len;
+    ctx->sni.data = ngx_pnalloc(c->pool, h->sni_len);
+    if (ctx->sni.data == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(ctx->sni.data, h->sni, h->sni_len);
+
+    ctx->host = ctx->sni;
+
+    rc = ngx_mcd_decide(c->pool, ctx->conf->profile, ctx->sni.data,
+                        ctx->sni.len, &d);
+
+    if (rc == NGX_ERROR) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->decided = 1;
+    ctx->action = d.action;
+    ctx->fqdn = d.fqdn;
+    ctx->rule = d.rule;
+    ctx->name_type = d.type;
+
+    if (rc == NGX_DECLINED) {
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_name",
+                              "SNI is not a valid host name");
+        return;
+    }
+
+    if (ngx_stream_mcd_set_upstream(s) != NGX_OK) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    switch (ctx->action) {
+
+    case MCD_ACTION_ALLOW:
+        ngx_stream_mcd_resolve(s);
+        return;
+
+    case MCD_ACTION_DECRYPT:
+        ngx_stream_mcd_refuse(s, 501, "decrypt_unavailable",
+                              "decryption is not available");
+        return;
+
+    default: /* MCD_ACTION_DENY */
+        ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "policy",
+                              "denied by policy");
+        return;
+    }
+}
+
+
+/*
+ * the client's original destination: SO_ORIGINAL_DST of a REDIRECTed or
+ * DNATed connection, when it differs from the listener's own address
+ */
+
+static ngx_int_t
+ngx_stream_mcd_original_dst(ngx_stream_session_t *s)
+{
+#if (NGX_LINUX)
+    int                    level, name;
+    u_char                *p;
+    socklen_t              len;
+    ngx_sockaddr_t         sa;
+    ngx_connection_t      *c;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    switch (c->local_sockaddr->sa_family) {
+
+    case AF_INET:
+        level = SOL_IP;
+        name = SO_ORIGINAL_DST;
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        level = SOL_IPV6;
+        name = IP6T_SO_ORIGINAL_DST;
+        break;
+#endif
+
+    default:
+        return NGX_DECLINED;
+    }
+
+    len = sizeof(ngx_sockaddr_t);
+    ngx_memzero(&sa, sizeof(ngx_sockaddr_t));
+
+    if (getsockopt(c->fd, level, name, &sa, &len) == -1) {
+        ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, ngx_socket_errno,
+                       "mcd: no SO_ORIGINAL_DST (%d)", ngx_socket_errno);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_cmp_sockaddr(&sa.sockaddr, len, c->local_sockaddr,
+                         c->local_socklen, 1)
+        == NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx->orig_sockaddr = ngx_palloc(c->pool, len);
+    if (ctx->orig_sockaddr == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->orig_sockaddr, &sa, len);
+    ctx->orig_socklen = len;
+
+    p = ngx_pnalloc(c->pool, NGX_SOCKADDR_STRLEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->original_dst.len = ngx_sock_ntop(ctx->orig_sockaddr, len, p,
+                                          NGX_SOCKADDR_STRLEN, 1);
+    ctx->original_dst.data = p;
+
+    return NGX_OK;
+#else
+    return NGX_DECLINED;
+#endif
+}
+
+
 /* resolution: IP literal, hosts file, then the resolver */
 
 
@@ -557,7 +962,7 @@ ngx_stream_mcd_resolve(ngx_stream_session_t *s)
             return;
         }
 
-        ngx_stream_mcd_connect(s);
+        ngx_stream_mcd_addrs_ready(s);
         return;
     }
 
@@ -571,7 +976,7 @@ ngx_stream_mcd_resolve(ngx_stream_session_t *s)
             return;
         }
 
-        ngx_stream_mcd_connect(s);
+        ngx_stream_mcd_addrs_ready(s);
         return;
     }
 
@@ -653,7 +1058,7 @@ ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx)
         return;
     }
 
-    ngx_stream_mcd_connect(s);
+    ngx_stream_mcd_addrs_ready(s);
 }
 
 
@@ -707,6 +1112,46 @@ ngx_stream_mcd_set_addrs(ngx_stream_session_t *s, ngx_addr_t *addrs,
     ctx->next_addr = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * with "mcd_verify_destination on", the client's original destination must
+ * be one of the addresses the name resolved to
+ */
+
+static void
+ngx_stream_mcd_addrs_ready(ngx_stream_session_t *s)
+{
+    ngx_uint_t             i;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx->conf->mode == NGX_MCD_MODE_TRANSPARENT
+        && ctx->conf->verify_destination
+        && ctx->orig_sockaddr != NULL)
+    {
+        for (i = 0; i < ctx->naddrs; i++) {
+            if (ngx_cmp_sockaddr(ctx->addrs[i].sockaddr,
+                                 ctx->addrs[i].socklen,
+                                 ctx->orig_sockaddr, ctx->orig_socklen, 0)
+                == NGX_OK)
+            {
+                break;
+            }
+        }
+
+        if (i == ctx->naddrs) {
+            ctx->action = MCD_ACTION_DENY;
+            ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "dst_mismatch",
+                                  "original destination is not an address "
+                                  "of the SNI");
+            return;
+        }
+    }
+
+    ngx_stream_mcd_connect(s);
 }
 
 
@@ -1151,12 +1596,80 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
 /* refusals: an answer, a lingering close, one log line */
 
 
+static unsigned
+ngx_stream_mcd_alert(const char *reason)
+{
+    if (ngx_strcmp(reason, "bad_request") == 0) {
+        return MCD_TLS_ALERT_DECODE_ERROR;
+    }
+
+    if (ngx_strcmp(reason, "no_sni") == 0) {
+        return MCD_TLS_ALERT_UNRECOGNIZED_NAME;
+    }
+
+    if (ngx_strcmp(reason, "dns") == 0
+        || ngx_strcmp(reason, "connect") == 0
+        || ngx_strcmp(reason, "timeout") == 0)
+    {
+        return MCD_TLS_ALERT_INTERNAL_ERROR;
+    }
+
+    if (ngx_strcmp(reason, "decrypt_unavailable") == 0) {
+        return MCD_TLS_ALERT_HANDSHAKE_FAILURE;
+    }
+
+    /* policy, bad_name, dst_mismatch */
+
+    return MCD_TLS_ALERT_ACCESS_DENIED;
+}
+
+
+static ngx_int_t
+ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
+    const char *text, const char *detail)
+{
+    u_char                *p;
+    size_t                 len, body;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    body = ngx_strlen(detail) + ctx->reason.len + sizeof(": \\n") - 1;
+
+    len = sizeof("HTTP/1.1 999 " CRLF) - 1 + ngx_strlen(text)
+          + sizeof("Content-Type: text/plain" CRLF) - 1
+          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + sizeof("Connection: close" CRLF CRLF) - 1
+          + body;
+
+    p = ngx_pnalloc(s->connection->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->answer.start = p;
+    ctx->answer.pos = p;
+
+    p = ngx_sprintf(p, "HTTP/1.1 %ui %s" CRLF
+                       "Content-Type: text/plain" CRLF
+                       "Content-Length: %uz" CRLF
+                       "Connection: close" CRLF CRLF
+                       "%V: %s\\n",
+                    status, text, body, &ctx->reason, detail);
+
+    ctx->answer.last = p;
+    ctx->answer.end = p;
+
+    return NGX_OK;
+}
+
+
+
 static void
 ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     const char *reason, const char *detail)
 {
     u_char                *p;
-    size_t                 len, body;
     ngx_uint_t             level, log_status;
     ngx_connection_t      *c;
     ngx_stream_mcd_ctx_t  *ctx;
@@ -1205,34 +1718,25 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
                   &c->addr_text, (int) status, &ctx->fqdn, &ctx->rule,
                   &ctx->conf->profile->name, reason, detail);
 
-    /* the answer */
+    if (ctx->conf->mode == NGX_MCD_MODE_EXPLICIT) {
+        if (ngx_stream_mcd_http_answer(s, status, text, detail) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
 
-    body = ngx_strlen(detail) + ctx->reason.len + sizeof(": \n") - 1;
+    } else if (!ctx->silent) {
+        p = ngx_pnalloc(c->pool, MCD_TLS_ALERT_LEN);
+        if (p == NULL) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
 
-    len = sizeof("HTTP/1.1 999 " CRLF) - 1 + ngx_strlen(text)
-          + sizeof("Content-Type: text/plain" CRLF) - 1
-          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
-          + sizeof("Connection: close" CRLF CRLF) - 1
-          + body;
-
-    p = ngx_pnalloc(c->pool, len);
-    if (p == NULL) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
+        ctx->answer.start = p;
+        ctx->answer.pos = p;
+        ctx->answer.last = p + mcd_tls_alert(p,
+                                           ngx_stream_mcd_alert(reason));
+        ctx->answer.end = ctx->answer.last;
     }
-
-    ctx->answer.start = p;
-    ctx->answer.pos = p;
-
-    p = ngx_sprintf(p, "HTTP/1.1 %ui %s" CRLF
-                       "Content-Type: text/plain" CRLF
-                       "Content-Length: %uz" CRLF
-                       "Connection: close" CRLF CRLF
-                       "%V: %s\n",
-                    status, text, body, &ctx->reason, detail);
-
-    ctx->answer.last = p;
-    ctx->answer.end = p;
 
     s->status = log_status;
 
@@ -1597,6 +2101,29 @@ ngx_stream_mcd_variable_mode(ngx_stream_session_t *s,
 
 
 static ngx_int_t
+ngx_stream_mcd_variable_ech(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL || !ctx->hello) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) (ctx->ech ? "1" : "0");
+    v->len = 1;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_stream_mcd_add_variables(ngx_conf_t *cf)
 {
     ngx_stream_variable_t  *var, *v;
@@ -1641,6 +2168,7 @@ ngx_stream_mcd_create_srv_conf(ngx_conf_t *cf)
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->verify_destination = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1659,6 +2187,8 @@ ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout,
                               600000);
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size, 16384);
+    ngx_conf_merge_value(conf->verify_destination, prev->verify_destination,
+                         0);
 
     ngx_conf_merge_ptr_value(conf->connect_ports, prev->connect_ports, NULL);
 
@@ -1710,10 +2240,13 @@ ngx_stream_mcd_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_strcmp(value[1].data, "explicit") == 0) {
         mscf->mode = NGX_MCD_MODE_EXPLICIT;
 
+    } else if (ngx_strcmp(value[1].data, "transparent") == 0) {
+        mscf->mode = NGX_MCD_MODE_TRANSPARENT;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\", it must be \"explicit\"",
-                           &value[1]);
+                           "invalid value \"%V\", it must be "
+                           "\"explicit\" or \"transparent\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
