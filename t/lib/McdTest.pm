@@ -30,7 +30,8 @@ use parent 'Exporter';
 our @EXPORT = qw(
     $W mcd_test_setup mcd_curl mcd_curl_x mcd_raw mcd_log_lines
     mcd_wait_log mcd_file mcd_slurp mcd_write_file mcd_nginx_pid
-    mcd_servroot mcd_http_get_via_tunnel
+    mcd_servroot mcd_http_get_via_tunnel mcd_s_client mcd_tls_client
+    mcd_client_hello
 );
 
 our $W;                 # the world: a hash of paths and ports
@@ -174,7 +175,7 @@ sub make_certs {
         "subjectAltName=DNS:origin.test,DNS:allowed.test,DNS:denied.test,"
         . "DNS:example.test,DNS:hosts-wins.test,DNS:multi.test,"
         . "DNS:closed.test,DNS:blackhole.test,DNS:v6only.test,DNS:dns.test,"
-        . "DNS:unlisted.test,DNS:nx.test,DNS:*.allowed.test,"
+        . "DNS:unlisted.test,DNS:nx.test,DNS:refused.test,DNS:*.allowed.test,"
         . "DNS:*.sub.allowed.test,DNS:*.denied.test,DNS:*.example.test,"
         . "DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1",
         "");
@@ -239,6 +240,7 @@ sub make_files {
 127.0.0.1   example.test www.example.test bank.example.test
 127.0.0.1   hosts-wins.test
 127.0.0.1   closed.test blackhole.test
+127.0.0.2   refused.test
 ::1         v6only.test
 127.0.0.2   multi.test
 127.0.0.1   multi.test
@@ -250,6 +252,15 @@ sub start_origin {
     my $p = "$d/origin";
 
     $OriginPrefix = $p;
+
+    # transparent mode connects to port 443 when there is no original
+    # destination: the origin listens there too when it can (root)
+
+    my $l443 = '';
+    if ($> == 0 && port_free(443)) {
+        $l443 = "listen 127.0.0.1:443 ssl;";
+        $W->{origin443} = 1;
+    }
 
     mcd_write_file("$p/conf/nginx.conf", <<"EOF");
 worker_processes 1;
@@ -271,6 +282,7 @@ http {
     server {
         listen 127.0.0.1:$W->{origin} ssl;
         listen [::1]:$W->{origin} ssl;
+        $l443
         ssl_certificate $d/origin.crt;
         ssl_certificate_key $d/origin.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -567,6 +579,210 @@ sub mcd_http_get_via_tunnel {
                    send => "CONNECT $target HTTP/1.1\r\nHost: $target\r\n\r\n"
                          . "GET $path HTTP/1.0\r\nHost: x\r\n\r\n",
                    timeout => $o{timeout} // 10);
+}
+
+# openssl s_client against PORT; returns { exit, out, err }
+
+sub mcd_s_client {
+    my (%o) = @_;
+    my @args = ('s_client', '-connect', "127.0.0.1:" . ($o{port} // $W->{port}),
+                '-CAfile', "$W->{dir}/ca.crt", '-verify_return_error',
+                '-ign_eof', @{ $o{args} // [] });
+    push @args, defined $o{sni} ? ('-servername', $o{sni}) : '-noservername';
+    my $in = "$W->{dir}/s_client.in.$$";
+    mcd_write_file($in, $o{input} // '');
+    my $out = "$W->{dir}/s_client.out.$$";
+    my $err = "$W->{dir}/s_client.err.$$";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', $in or die;
+        open STDOUT, '>', $out or die;
+        open STDERR, '>', $err or die;
+        exec 'timeout', '20', 'openssl', @args or POSIX::_exit(127);
+    }
+    waitpid($pid, 0);
+    my $r = { exit => $? >> 8, out => mcd_slurp($out) // '',
+              err => mcd_slurp($err) // '' };
+    unlink $in, $out, $err;
+    return $r;
+}
+
+# A TLS client driven through memory BIOs, so that the test controls how
+# the ClientHello travels: re-framed into several TLS records (split
+# points in "records"), written in several TCP segments ("segments": byte
+# counts, with "delay" between them).  Verifies the origin certificate
+# against the test CA, sends one GET, returns { body, error, subject,
+# issuer, hello }.
+
+sub mcd_tls_client {
+    my (%o) = @_;
+    require Net::SSLeay;
+    Net::SSLeay::load_error_strings();
+    Net::SSLeay::SSLeay_add_ssl_algorithms();
+    local $SIG{PIPE} = 'IGNORE';
+
+    my $r = {};
+    my $ctx = Net::SSLeay::CTX_new() or die;
+    Net::SSLeay::CTX_load_verify_locations($ctx, "$W->{dir}/ca.crt", '');
+    Net::SSLeay::CTX_set_verify($ctx, Net::SSLeay::VERIFY_PEER(), undef);
+    my $ssl = Net::SSLeay::new($ctx);
+    my $rbio = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    my $wbio = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    Net::SSLeay::set_bio($ssl, $rbio, $wbio);
+    Net::SSLeay::set_tlsext_host_name($ssl, $o{sni}) if defined $o{sni};
+    # (Net::SSLeay 1.92's ALPN setters corrupt memory: ALPN is tested with
+    # curl and s_client instead)
+    if ($o{groups}) {
+        Net::SSLeay::set1_groups_list($ssl, $o{groups}) or die "groups";
+    }
+    Net::SSLeay::set_connect_state($ssl);
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $o{port} // $W->{port},
+                                  Timeout => 5) or die "connect: $!";
+    setsockopt($s, Socket::IPPROTO_TCP(), Socket::TCP_NODELAY(), 1);
+
+    my $pending = sub {
+        my $out = '';
+        while (Net::SSLeay::BIO_pending($wbio)) {
+            $out .= Net::SSLeay::BIO_read($wbio);
+        }
+        return $out;
+    };
+
+    my $send = sub {
+        my ($data) = @_;
+        my $off = 0;
+        while ($off < length $data) {
+            my $w = syswrite($s, $data, length($data) - $off, $off);
+            return 0 unless $w;
+            $off += $w;
+        }
+        return 1;
+    };
+
+    Net::SSLeay::do_handshake($ssl);
+    my $hello = $pending->();
+    $r->{hello} = $hello;
+
+    # re-frame the ClientHello record into several records
+
+    my $wire = $hello;
+    if ($o{records}) {
+        my ($type, $ver, $len) = unpack('C n n', $hello);
+        my $body = substr($hello, 5, $len);
+        my $rest = substr($hello, 5 + $len);
+        $wire = '';
+        my $at = 0;
+        for my $cut (@{ $o{records} }, length $body) {
+            my $frag = substr($body, $at, $cut - $at);
+            $wire .= pack('C n n', $type, $ver, length $frag) . $frag;
+            $at = $cut;
+        }
+        $wire .= $rest;
+    }
+
+    if ($o{segments}) {
+        my $at = 0;
+        for my $n (@{ $o{segments} }) {
+            $send->(substr($wire, $at, $n));
+            $at += $n;
+            sleep($o{delay} // 0.2);
+        }
+        $send->(substr($wire, $at)) if $at < length $wire;
+    } else {
+        $send->($wire);
+    }
+
+    my $sel = IO::Select->new($s);
+    my $deadline = time + ($o{timeout} // 10);
+    my $request_sent = 0;
+    my $body = '';
+
+    while (time < $deadline) {
+        my $out = $pending->();
+        $send->($out) if length $out;
+
+        if (Net::SSLeay::is_init_finished($ssl) && !$request_sent) {
+            my $cert = Net::SSLeay::get_peer_certificate($ssl);
+            $r->{subject} = Net::SSLeay::X509_NAME_oneline(
+                Net::SSLeay::X509_get_subject_name($cert)) if $cert;
+            $r->{issuer} = Net::SSLeay::X509_NAME_oneline(
+                Net::SSLeay::X509_get_issuer_name($cert)) if $cert;
+            $r->{verify} = Net::SSLeay::get_verify_result($ssl);
+            Net::SSLeay::write($ssl, "GET " . ($o{path} // '/index.html')
+                . " HTTP/1.0\r\nHost: " . ($o{sni} // 'x') . "\r\n\r\n");
+            $request_sent = 1;
+            $send->($pending->());
+        }
+
+        last unless $sel->can_read(0.5);
+        my $n = sysread($s, my $buf, 65536);
+        if (!$n) {
+            $r->{eof} = 1;
+            last;
+        }
+        $r->{raw} .= $buf unless $request_sent;
+        Net::SSLeay::BIO_write($rbio, $buf);
+
+        if (!$request_sent) {
+            my $rc = Net::SSLeay::do_handshake($ssl);
+            if ($rc <= 0) {
+                my $e = Net::SSLeay::get_error($ssl, $rc);
+                if ($e != Net::SSLeay::ERROR_WANT_READ()) {
+                    $r->{error} = Net::SSLeay::ERR_error_string(
+                        Net::SSLeay::ERR_get_error()) || "ssl error $e";
+                    last;
+                }
+            }
+        }
+
+        if ($request_sent) {
+            while (1) {
+                my $d = Net::SSLeay::read($ssl);
+                last unless defined $d && length $d;
+                $body .= $d;
+            }
+        }
+    }
+
+    if ($request_sent) {
+        while (1) {
+            my $d = Net::SSLeay::read($ssl);
+            last unless defined $d && length $d;
+            $body .= $d;
+        }
+    }
+
+    $r->{response} = $body;
+    ($r->{body}) = $body =~ /\r\n\r\n(.*)\z/s;
+    close $s;
+    Net::SSLeay::free($ssl);
+    Net::SSLeay::CTX_free($ctx);
+    return $r;
+}
+
+# the bytes of a real ClientHello for SNI (from OpenSSL via memory BIOs)
+
+sub mcd_client_hello {
+    my ($sni) = @_;
+    require Net::SSLeay;
+    my $ctx = Net::SSLeay::CTX_new() or die;
+    my $ssl = Net::SSLeay::new($ctx);
+    my $rbio = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    my $wbio = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    Net::SSLeay::set_bio($ssl, $rbio, $wbio);
+    Net::SSLeay::set_tlsext_host_name($ssl, $sni) if defined $sni;
+    Net::SSLeay::set_connect_state($ssl);
+    Net::SSLeay::do_handshake($ssl);
+    my $out = '';
+    while (Net::SSLeay::BIO_pending($wbio)) {
+        $out .= Net::SSLeay::BIO_read($wbio);
+    }
+    Net::SSLeay::free($ssl);
+    Net::SSLeay::CTX_free($ctx);
+    return $out;
 }
 
 sub mcd_servroot {
