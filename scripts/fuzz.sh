@@ -38,8 +38,10 @@ for name in "${targets[@]}"; do
     echo "fuzz: $name for ${secs}s"
     maxlen=4096
     [ "$name" = tls ] && maxlen=20000
+    dict=()
+    [ -f "fuzz/$name.dict" ] && dict=("-dict=../../fuzz/$name.dict")
     (cd "$out" && "./fuzz_$name" -max_total_time="$secs" -timeout=10 \
-        -max_len="$maxlen" \
+        -max_len="$maxlen" "${dict[@]}" \
         -rss_limit_mb=2048 -print_final_stats=1 \
         "corpus-$name" "${seeds[@]/#/../../}" 2>&1 | tail -n 12)
 done

@@ -429,6 +429,9 @@ sub start_dns {
             $reply->header->aa(1);
             my $type = $q->qtype;
             my @ans;
+            if ($name =~ /\.wild\.dns\.test$/) {
+                $a{$name} = ['127.0.0.1'];
+            }
             if ($type eq 'A' && $a{$name}) {
                 push @ans, Net::DNS::RR->new("$name 5 IN A $_")
                     for @{ $a{$name} };
