@@ -175,7 +175,7 @@ sub make_certs {
         "subjectAltName=DNS:origin.test,DNS:allowed.test,DNS:denied.test,"
         . "DNS:example.test,DNS:hosts-wins.test,DNS:multi.test,"
         . "DNS:closed.test,DNS:blackhole.test,DNS:v6only.test,DNS:dns.test,"
-        . "DNS:unlisted.test,DNS:nx.test,DNS:refused.test,DNS:*.allowed.test,"
+        . "DNS:unlisted.test,DNS:nx.test,DNS:refused.test,DNS:testnet.test,DNS:*.allowed.test,"
         . "DNS:*.sub.allowed.test,DNS:*.denied.test,DNS:*.example.test,"
         . "DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1",
         "");
