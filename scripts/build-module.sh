@@ -66,8 +66,10 @@ else
         cp -a "$src" "$tree"
     fi
     cd "$tree"
+    configure=./configure
+    [ -f "$configure" ] || configure=auto/configure   # a git checkout
     if needs_configure "$tree"; then
-        ./configure --with-compat --with-debug --with-threads \
+        $configure --with-compat --with-debug --with-threads \
             --with-http_ssl_module --with-http_v2_module \
             --with-http_realip_module --with-http_stub_status_module \
             "${stream_flags[@]}" --with-cc-opt="$cc_opt" \

@@ -111,6 +111,7 @@ static void ngx_stream_mcd_handler(ngx_stream_session_t *s);
 static void ngx_stream_mcd_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_explicit_request(ngx_stream_session_t *s,
     mcd_connect_t *req);
+static ngx_uint_t ngx_stream_mcd_peer_closed(ngx_event_t *rev);
 static void ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
     mcd_tls_hello_t *h);
@@ -430,6 +431,13 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
     switch (rc) {
 
     case MCD_CONNECT_AGAIN:
+
+        if (ngx_stream_mcd_peer_closed(rev)) {
+            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                                  "truncated CONNECT request");
+            return;
+        }
+
         rev->ready = 0;
 
         if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -486,6 +494,24 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
     rev->available = -1;
 
     ngx_stream_mcd_explicit_request(s, &req);
+}
+
+
+/*
+ * the client sent its FIN after bytes that do not make a complete request:
+ * a peek cannot see the FIN, epoll's EPOLLRDHUP can
+ */
+
+static ngx_uint_t
+ngx_stream_mcd_peer_closed(ngx_event_t *rev)
+{
+#if (NGX_HAVE_EPOLLRDHUP)
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+        return rev->pending_eof;
+    }
+#endif
+
+    return 0;
 }
 
 
@@ -668,6 +694,12 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
             ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
                                   "ClientHello larger than "
                                   "preread_buffer_size");
+            return;
+        }
+
+        if (ngx_stream_mcd_peer_closed(rev)) {
+            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                                  "truncated ClientHello");
             return;
         }
 
@@ -1634,7 +1666,7 @@ ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
 
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
-    body = ngx_strlen(detail) + ctx->reason.len + sizeof(": \\n") - 1;
+    body = ngx_strlen(detail) + ctx->reason.len + sizeof(": \n") - 1;
 
     len = sizeof("HTTP/1.1 999 " CRLF) - 1 + ngx_strlen(text)
           + sizeof("Content-Type: text/plain" CRLF) - 1
@@ -1654,7 +1686,7 @@ ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
                        "Content-Type: text/plain" CRLF
                        "Content-Length: %uz" CRLF
                        "Connection: close" CRLF CRLF
-                       "%V: %s\\n",
+                       "%V: %s\n",
                     status, text, body, &ctx->reason, detail);
 
     ctx->answer.last = p;
