@@ -406,3 +406,25 @@ stream {
 --- must_die
 --- error_log eval
 qr{\[emerg\] invalid value "sideways"}
+
+
+
+=== TEST 27: the shipped examples pass nginx -t
+--- mcd_client
+my $d = $W->{dir};
+mcd_write_file("$d/ex/allow.txt", "partner.example\n");
+for my $f ('explicit', 'transparent') {
+    my $text = mcd_slurp("$W->{root}/conf-examples/$f.conf");
+    my ($mods) = $ENV{TEST_NGINX_LOAD_MODULES};
+    my ($stream) = grep { /stream/ } split ' ', $mods;
+    my ($mcd) = grep { /mcd/ } split ' ', $mods;
+    $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
+    $text =~ s{modules/ngx_mcd_module\.so}{$mcd};
+    $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};
+    $text =~ s{/var/log/nginx/}{$d/ex/}g;
+    $text =~ s{/run/nginx\.pid}{$d/ex/nginx.pid};
+    $text =~ s{^user .*$}{}m;
+    mcd_write_file("$d/ex/$f.conf", $text);
+    my $r = McdTest::mcd_run_cmd($ENV{TEST_NGINX_BINARY}, '-t', '-p', "$d/ex/", '-c', "$d/ex/$f.conf");
+    is $r->{exit}, 0, "$f.conf passes nginx -t" or diag $r->{err};
+}
