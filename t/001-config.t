@@ -98,7 +98,7 @@ ok
 
 
 === TEST 3: unknown profile
---- main_config
+--- nginx_t
 stream {
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
@@ -106,33 +106,30 @@ stream {
         mcd_fqdn_filter nope;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] unknown mcd_fqdn_filter "nope" in \S+nginx\.conf:\d+}
 
 
 
 === TEST 4: the same pattern under two actions names both places
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     allow a.test;
     deny  b.test
           A.Test.;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] pattern "A\.Test\." under "deny" at \S+nginx\.conf:\d+ conflicts with "a\.test" under "allow" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p"}
 
 
 
 === TEST 5: ".x" and "*.x" under two actions cover the same subdomains
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     decrypt .example.test;
     allow   *.example.test;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] pattern "\*\.example\.test" under "allow" at \S+:\d+ conflicts with "\.example\.test" under "decrypt"}
 
 
@@ -153,85 +150,78 @@ ok
 
 
 === TEST 7: invalid wildcard
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     allow foo*.test;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid pattern "foo\*\.test" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p"}
 
 
 
 === TEST 8: invalid host name in a pattern
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     deny a..b.test;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid pattern "a\.\.b\.test"}
 
 
 
 === TEST 9: a regex that does not compile, with the PCRE2 message
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     deny ~^(unclosed\.test;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid pattern "~\^\(unclosed\\\.test" at \S+nginx\.conf:\d+ in mcd_fqdn_filter "p": .*missing closing parenthesis}
 
 
 
 === TEST 10: an unreadable list file
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     deny_list $TEST_NGINX_MCD_WORLD/lists/missing.txt;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] cannot open list file "\S+/lists/missing\.txt" \(2: No such file or directory\) in \S+nginx\.conf:\d+}
 
 
 
 === TEST 11: a bad entry in a list file names the list's line
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     deny_list $TEST_NGINX_MCD_WORLD/lists/bad.txt;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid pattern "bad\*pattern\.test" at \S+/lists/bad\.txt:3 in mcd_fqdn_filter "p": .* in \S+nginx\.conf:\d+}
 
 
 
 === TEST 12: two patterns on one list line
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     allow_list $TEST_NGINX_MCD_WORLD/lists/two.txt;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid entry in list file \S+/lists/two\.txt:1: one pattern a line}
 
 
 
 === TEST 13: a list entry conflicting with a directive names both files
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     allow_list $TEST_NGINX_MCD_WORLD/lists/good.txt;
     deny_list  $TEST_NGINX_MCD_WORLD/lists/deny.txt;
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] pattern "partner\.test" under "deny" at \S+/lists/deny\.txt:1 conflicts with "partner\.test" under "allow" at \S+/lists/good\.txt:2}
 
 
 
 === TEST 14: decrypt reachable without a CA
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     decrypt .example.test;
 }
@@ -242,28 +232,25 @@ stream {
         mcd_fqdn_filter p;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] mcd_fqdn_filter "p" \(\S+nginx\.conf:\d+\) can decrypt, but no "mcd_ca_certificate" is configured, used in \S+nginx\.conf:\d+}
 
 
 
 === TEST 15: a CA certificate that is not a CA
---- main_config
+--- nginx_t
 mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/notca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/notca.key;
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] "\S+/notca\.crt" is not a CA certificate .* in \S+nginx\.conf:\d+}
 
 
 
 === TEST 16: a CA key that does not match
---- main_config
+--- nginx_t
 mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/other.key;
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] "mcd_ca_certificate_key" "\S+/other\.key" does not match "mcd_ca_certificate" "\S+/gwca\.crt" in \S+nginx\.conf:\d+}
 
 
@@ -292,49 +279,45 @@ ok
 
 
 === TEST 18: mcd_proxy without a profile
---- main_config
+--- nginx_t
 stream {
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
         mcd_proxy explicit;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] "mcd_proxy" needs "mcd_fqdn_filter" in the same server in \S+nginx\.conf:\d+}
 
 
 
 === TEST 19: a profile declared twice
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { default allow; }
 mcd_fqdn_filter p { default deny; }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] duplicate mcd_fqdn_filter "p", first declared in \S+nginx\.conf:\d+ in \S+nginx\.conf:\d+}
 
 
 
 === TEST 20: unknown directive inside a profile
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { permit a.test; }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] unknown directive "permit" in mcd_fqdn_filter "p" in \S+nginx\.conf:\d+}
 
 
 
 === TEST 21: invalid default
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { default maybe; }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid value "maybe" in "default", it must be "deny", "allow" or "decrypt" in \S+nginx\.conf:\d+}
 
 
 
 === TEST 22: invalid CONNECT port
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { default allow; }
 stream {
     server {
@@ -344,23 +327,21 @@ stream {
         mcd_connect_ports 443 70000;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid port "70000" in \S+nginx\.conf:\d+}
 
 
 
 === TEST 23: a bad address in the hosts file names its line
---- main_config
+--- nginx_t
 mcd_hosts_file $TEST_NGINX_MCD_WORLD/badhosts;
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid address "300\.1\.1\.1" in hosts file \S+/badhosts:2 in \S+nginx\.conf:\d+}
 
 
 
 === TEST 24: mcd_proxy and proxy_pass in one server
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { default allow; }
 stream {
     server {
@@ -370,31 +351,24 @@ stream {
         mcd_fqdn_filter p;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] "mcd_proxy" directive conflicts with another content handler}
 
 
 
 === TEST 25: the same pattern twice under one action is only a warning
---- main_config
+--- nginx_t
 mcd_fqdn_filter p {
     allow a.test;
     allow A.TEST;
 }
---- request
-GET /t
---- config
-location = /t { return 200 "ok\n"; }
---- response_body
-ok
---- error_log eval
+--- nginx_t_like eval
 qr{\[warn\] duplicate pattern "A\.TEST" in mcd_fqdn_filter "p" at \S+nginx\.conf:\d+, first in \S+nginx\.conf:\d+}
 
 
 
 === TEST 26: invalid mcd_proxy mode
---- main_config
+--- nginx_t
 mcd_fqdn_filter p { default allow; }
 stream {
     server {
@@ -403,8 +377,7 @@ stream {
         mcd_fqdn_filter p;
     }
 }
---- must_die
---- error_log eval
+--- nginx_t_error eval
 qr{\[emerg\] invalid value "sideways"}
 
 

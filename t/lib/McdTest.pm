@@ -843,8 +843,8 @@ sub mcd_test_setup {
                 $ENV{TEST_NGINX_SERVER_PORT});
         }
 
-        if (defined $block->mcd_client && !defined $block->request
-            && !defined $block->raw_request)
+        if ((defined $block->mcd_client || defined $block->nginx_t)
+            && !defined $block->request && !defined $block->raw_request)
         {
             $block->set_value('request', "GET /mcd-ping\n");
             my $config = $block->config // '';
@@ -857,9 +857,10 @@ sub mcd_test_setup {
 
     Test::Nginx::Socket::add_response_body_check(sub {
         my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+        return if $dry_run || $req_idx != 0;
+        check_nginx_t($block) if defined $block->nginx_t;
         my $code = $block->mcd_client;
         return unless defined $code;
-        return if $dry_run || $req_idx != 0;
         my $name = $block->name;
         local $McdTest::Block = $block;
         my $ok = eval "package $caller; no strict 'vars'; $code; 1";
@@ -870,5 +871,59 @@ sub mcd_test_setup {
 }
 
 our $Block;
+
+sub expand_env {
+    my ($text) = @_;
+    $text =~ s/\$(TEST_NGINX_[_A-Z0-9]+)/
+        defined $ENV{$1} ? $ENV{$1} : die "unknown variable \$$1\n"/ge;
+    return $text;
+}
+
+# "nginx -t" of a configuration: the main context of "--- nginx_t" plus the
+# modules of TEST_NGINX_LOAD_MODULES; returns { exit, out, err, conf }
+
+sub mcd_nginx_t {
+    my ($main) = @_;
+    my $dir = "$W->{dir}/nginx-t";
+    make_path("$dir/logs");
+    my $conf = "$dir/nginx.conf";
+    my $load = join '', map { "load_module $_;\n" }
+                        split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '';
+    mcd_write_file($conf, "${load}error_log $dir/logs/error.log info;\n"
+                   . "pid $dir/nginx.pid;\n"
+                   . "events { worker_connections 64; }\n"
+                   . expand_env($main));
+    my $r = mcd_run_cmd($ENV{TEST_NGINX_BINARY}, '-t', '-p', "$dir/",
+                        '-c', $conf, '-e', "$dir/logs/error.log");
+    $r->{conf} = $conf;
+    return $r;
+}
+
+# "--- nginx_t": that configuration must pass "nginx -t", or, with
+# "--- nginx_t_error" (a regex, with "eval"), fail with a matching message
+
+sub check_nginx_t {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $r = mcd_nginx_t($block->nginx_t);
+    my $want = $block->nginx_t_error;
+    if (!defined $want) {
+        Test::More::is($r->{exit}, 0, "$name - nginx -t passes")
+            or Test::More::diag($r->{err});
+        my $like = $block->nginx_t_like;
+        if (defined $like) {
+            $like = qr/\Q$like\E/ unless ref $like;
+            Test::More::like($r->{err}, $like, "$name - nginx -t says")
+                or Test::More::diag($r->{err});
+        }
+        return;
+    }
+    $want = qr/\Q$want\E/ unless ref $want;
+    Test::More::isnt($r->{exit}, 0, "$name - nginx -t fails");
+    Test::More::like($r->{err}, $want, "$name - nginx -t says why")
+        or Test::More::diag($r->{err});
+    Test::More::like($r->{err}, qr/in \Q$r->{conf}\E:\d+|\Q$r->{conf}\E:\d+/,
+                     "$name - with the file and line");
+}
 
 1;
