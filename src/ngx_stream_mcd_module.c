@@ -115,6 +115,7 @@ static ngx_uint_t ngx_stream_mcd_peer_closed(ngx_event_t *rev);
 static void ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
     mcd_tls_hello_t *h);
+static void ngx_stream_mcd_free_scratch(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mcd_original_dst(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mcd_set_upstream(ngx_stream_session_t *s);
 static void ngx_stream_mcd_resolve(ngx_stream_session_t *s);
@@ -348,7 +349,9 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
 
     ctx->peek_size = cscf->preread_buffer_size;
 
-    ctx->peek = ngx_pnalloc(c->pool, ctx->peek_size);
+    /* large allocations: freed or reused as a relay buffer later */
+
+    ctx->peek = ngx_palloc(c->pool, ctx->peek_size);
     if (ctx->peek == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
@@ -363,7 +366,7 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
         c->read->handler = ngx_stream_mcd_peek_handler;
 
     } else {
-        ctx->scratch = ngx_pnalloc(c->pool, ctx->peek_size);
+        ctx->scratch = ngx_palloc(c->pool, ctx->peek_size);
         if (ctx->scratch == NULL) {
             ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
             return;
@@ -788,6 +791,8 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     if (!h->has_sni) {
 
+        ngx_stream_mcd_free_scratch(s);
+
         ctx->decided = 1;
 
         if (ctx->conf->profile->no_sni == NGX_MCD_NO_SNI_DENY) {
@@ -836,6 +841,8 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     ctx->host = ctx->sni;
 
+    ngx_stream_mcd_free_scratch(s);
+
     rc = ngx_mcd_decide(c->pool, ctx->conf->profile, ctx->sni.data,
                         ctx->sni.len, &d);
 
@@ -876,6 +883,20 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
         ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "policy",
                               "denied by policy");
         return;
+    }
+}
+
+
+static void
+ngx_stream_mcd_free_scratch(ngx_stream_session_t *s)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx->scratch != NULL) {
+        ngx_pfree(s->connection->pool, ctx->scratch);
+        ctx->scratch = NULL;
     }
 }
 
@@ -1408,18 +1429,35 @@ ngx_stream_mcd_connected(ngx_stream_session_t *s)
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "mcd connected to %V", &ctx->upstream_addr);
 
-    p = ngx_pnalloc(c->pool, 2 * ctx->conf->buffer_size);
-    if (p == NULL) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
+    /* the peek buffer, no longer needed, carries client bytes upstream */
+
+    if (ctx->peek != NULL && ctx->peek_size >= ctx->conf->buffer_size) {
+        p = ctx->peek;
+
+    } else {
+        if (ctx->peek != NULL) {
+            ngx_pfree(c->pool, ctx->peek);
+        }
+
+        p = ngx_palloc(c->pool, ctx->conf->buffer_size);
+        if (p == NULL) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
     }
+
+    ctx->peek = NULL;
 
     ctx->upstream_buf.start = p;
     ctx->upstream_buf.pos = p;
     ctx->upstream_buf.last = p;
     ctx->upstream_buf.end = p + ctx->conf->buffer_size;
 
-    p += ctx->conf->buffer_size;
+    p = ngx_palloc(c->pool, ctx->conf->buffer_size);
+    if (p == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     ctx->downstream_buf.start = p;
     ctx->downstream_buf.pos = p;
