@@ -9,11 +9,11 @@ pkgs=(
     libpcre2-dev libssl-dev openssl curl ca-certificates
     perl libtest-base-perl libtext-diff-perl liblist-moreutils-perl
     libio-socket-ssl-perl libwww-perl libnet-dns-perl libdigest-sha-perl
-    valgrind iptables iproute2 procps
+    valgrind iptables iproute2 procps util-linux
 )
 
 case "${1:-}" in
-    --bench) pkgs+=(squid-openssl linux-perf) ;;
+    --bench) pkgs+=(squid-openssl linux-perf time) ;;
 esac
 
 missing=()
@@ -39,5 +39,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
 # the distribution's nginx service is not ours to run
 if command -v systemctl >/dev/null 2>&1; then
-    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now nginx squid >/dev/null 2>&1 || true
 fi
