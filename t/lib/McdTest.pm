@@ -924,6 +924,16 @@ sub check_nginx_t {
         or Test::More::diag($r->{err});
     Test::More::like($r->{err}, qr/in \Q$r->{conf}\E:\d+|\Q$r->{conf}\E:\d+/,
                      "$name - with the file and line");
+
+    # and nginx refuses to start with it
+    my $dir = dirname($r->{conf});
+    my $s = mcd_run_cmd('timeout', '10', $ENV{TEST_NGINX_BINARY},
+                        '-p', "$dir/", '-c', $r->{conf},
+                        '-e', "$dir/logs/error.log",
+                        '-g', 'daemon off; master_process off;');
+    Test::More::ok($s->{exit} != 0 && $s->{exit} != 124,
+                   "$name - nginx refuses to start")
+        or Test::More::diag("exit $s->{exit}: $s->{err}");
 }
 
 1;
