@@ -1,7 +1,7 @@
 # Real transparent proxying: a client in a network namespace this test
-# creates sends to a TEST-NET-1 address on port 443; iptables DNATs it to
-# the gateway on loopback, so SO_ORIGINAL_DST and mcd_verify_destination
-# are exercised for real.  Needs root, "ip netns" and iptables' nat table;
+# creates sends to a TEST-NET-1 address on port 443; iptables REDIRECTs it
+# to the gateway (listening on the test's own veth address), so
+# SO_ORIGINAL_DST and mcd_verify_destination are exercised for real.  Needs root, "ip netns" and iptables' nat table;
 # without them the file is skipped and says why.
 
 use strict;
@@ -47,9 +47,8 @@ sub setup_netns {
         "ip netns exec $NS ip addr add $NetB/30 dev $VC",
         "ip netns exec $NS ip link set $VC up",
         "ip netns exec $NS ip route add 192.0.2.0/24 via $NetA",
-        "sysctl -q -w net.ipv4.conf.$VR.route_localnet=1",
         "iptables -w -t nat -A PREROUTING -i $VR -p tcp -d $TestNet "
-            . "--dport 443 -j DNAT --to-destination 127.0.0.1:$W->{port}",
+            . "--dport 443 -j REDIRECT --to-ports $W->{port}",
     ) {
         ($ok, $out) = sh($cmd);
         return "setup failed: $cmd: $out" unless $ok;
@@ -71,6 +70,9 @@ END {
 }
 
 my $why = setup_netns();
+
+# the REDIRECT target: the gateway listens on the veth address too
+$ENV{TEST_NGINX_MCD_NETA} = $NetA;
 
 if ($why) {
     plan skip_all => "real transparent test skipped: $why";
@@ -115,6 +117,7 @@ stream {
     access_log logs/mcd.log mcd;
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        listen $TEST_NGINX_MCD_NETA:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
     }
@@ -150,6 +153,7 @@ stream {
     access_log logs/mcd.log mcd;
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        listen $TEST_NGINX_MCD_NETA:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
         mcd_verify_destination on;
