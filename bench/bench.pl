@@ -57,6 +57,10 @@ my $Ncpu = `nproc` + 0;
 my ($CoreLoad, $CoreProxy) = $Ncpu >= 2 ? (0, 1) : (0, 0);
 my $Tick = `getconf CLK_TCK` + 0 || 100;
 
+# descriptors: a tunnel costs the proxy two; the hard limit may be fixed
+my $Nofile = `sh -c 'ulimit -Hn'` =~ /(\d+)/ ? $1 : 65536;
+$Nofile = 1048576 if $Nofile > 1048576;
+
 my %Port = (origin => 443, preread => 9101, transparent => 9102,
             explicit => 9103, squid => 9104, terminate => 9105,
             bump => 9106);
@@ -135,10 +139,10 @@ sub nginx_conf {
     write_file("$p/nginx.conf", <<"EOF");
 $load
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $Nofile;
 pid $p/nginx.pid;
 error_log $p/logs/error.log warn;
-events { worker_connections 32768; }
+events { worker_connections @{[ $Nofile - 100 ]}; }
 $body
 EOF
     return $p;
@@ -324,7 +328,7 @@ cache_log $p/logs/cache.log
 pid_filename $p/squid.pid
 coredump_dir $p/cache
 shutdown_lifetime 1 seconds
-max_filedescriptors 65536
+max_filedescriptors $Nofile
 EOF
     my $pid = fork;
     if ($pid == 0) {
@@ -513,7 +517,15 @@ for my $p ('direct', @peers) {
 
 my %mem;
 unless ($skip{memory}) {
-    for my $n ($opt{smoke} ? (200) : (1000, 10000)) {
+    for my $want ($opt{smoke} ? (200) : (1000, 10000)) {
+        # two descriptors a tunnel in the proxy, a margin for the rest
+        my $n = $want;
+        my $cap = int(($Nofile - 500) / 2);
+        if ($n > $cap) {
+            say "memory: $want tunnels need more descriptors than this "
+                . "machine's hard limit ($Nofile): measuring $cap";
+            $n = $cap;
+        }
         for my $p (grep { !/^(terminate|bump)$/ } @peers) {
             my $idle = rss_kb($p);
             my ($mode) = $p eq 'explicit' || $p eq 'squid' ? 'explicit' : 'transparent';
