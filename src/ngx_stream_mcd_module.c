@@ -376,6 +376,16 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
         c->read->handler = ngx_stream_mcd_tls_peek_handler;
     }
 
+    if (!c->read->ready) {
+        /* nothing yet: no need for a peek that would only say EAGAIN */
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
     c->read->handler(c->read);
 }
 
