@@ -111,7 +111,12 @@ static void ngx_stream_mcd_handler(ngx_stream_session_t *s);
 static void ngx_stream_mcd_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_explicit_request(ngx_stream_session_t *s,
     mcd_connect_t *req);
-static ngx_uint_t ngx_stream_mcd_peer_closed(ngx_event_t *rev);
+static ssize_t ngx_stream_mcd_peek(ngx_stream_session_t *s);
+static void ngx_stream_mcd_peek_more(ngx_stream_session_t *s,
+    const char *truncated);
+static ngx_int_t ngx_stream_mcd_decide(ngx_stream_session_t *s, u_char *name,
+    size_t len, const char *what);
+static void ngx_stream_mcd_act(ngx_stream_session_t *s);
 static void ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
     mcd_tls_hello_t *h);
@@ -395,7 +400,6 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 {
     ssize_t                n, got;
     ngx_int_t              rc;
-    ngx_err_t              err;
     mcd_connect_t          req;
     ngx_connection_t      *c;
     ngx_stream_session_t  *s;
@@ -411,31 +415,9 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
         return;
     }
 
-    n = recv(c->fd, ctx->peek, ctx->peek_size, MSG_PEEK);
+    n = ngx_stream_mcd_peek(s);
 
-    if (n == -1) {
-        err = ngx_socket_errno;
-
-        if (err == NGX_EAGAIN || err == NGX_EINTR) {
-            rev->ready = 0;
-
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-            }
-
-            return;
-        }
-
-        ngx_connection_error(c, err, "recv(MSG_PEEK) failed");
-        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
-        return;
-    }
-
-    if (n == 0) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "client closed connection before a CONNECT request");
-        ngx_str_set(&ctx->reason, "bad_request");
-        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+    if (n <= 0) {
         return;
     }
 
@@ -444,19 +426,7 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
     switch (rc) {
 
     case MCD_CONNECT_AGAIN:
-
-        if (ngx_stream_mcd_peer_closed(rev)) {
-            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
-                                  "truncated CONNECT request");
-            return;
-        }
-
-        rev->ready = 0;
-
-        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        }
-
+        ngx_stream_mcd_peek_more(s, "truncated CONNECT request");
         return;
 
     case MCD_CONNECT_OTHER:
@@ -511,20 +481,81 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 
 
 /*
- * the client sent its FIN after bytes that do not make a complete request:
- * a peek cannot see the FIN, epoll's EPOLLRDHUP can
+ * peek at what the client sent so far: > 0 bytes to parse, or 0 when
+ * there is nothing to do now (waiting for bytes, or the session is over)
  */
 
-static ngx_uint_t
-ngx_stream_mcd_peer_closed(ngx_event_t *rev)
+static ssize_t
+ngx_stream_mcd_peek(ngx_stream_session_t *s)
 {
+    ssize_t                n;
+    ngx_err_t              err;
+    ngx_connection_t      *c;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    n = recv(c->fd, ctx->peek, ctx->peek_size, MSG_PEEK);
+
+    if (n > 0) {
+        return n;
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "client closed connection before its first request");
+        ngx_str_set(&ctx->reason, "bad_request");
+        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+        return 0;
+    }
+
+    err = ngx_socket_errno;
+
+    if (err == NGX_EAGAIN || err == NGX_EINTR) {
+        c->read->ready = 0;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        }
+
+        return 0;
+    }
+
+    ngx_connection_error(c, err, "recv(MSG_PEEK) failed");
+    ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+
+    return 0;
+}
+
+
+/*
+ * an incomplete request: wait for more bytes, unless the client already
+ * sent its FIN (a peek cannot see it, epoll's EPOLLRDHUP can)
+ */
+
+static void
+ngx_stream_mcd_peek_more(ngx_stream_session_t *s, const char *truncated)
+{
+    ngx_event_t  *rev;
+
+    rev = s->connection->read;
+
 #if (NGX_HAVE_EPOLLRDHUP)
-    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
-        return rev->pending_eof;
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup
+        && rev->pending_eof)
+    {
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
+                              truncated);
+        return;
     }
 #endif
 
-    return 0;
+    rev->ready = 0;
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+    }
 }
 
 
@@ -532,10 +563,8 @@ static void
 ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 {
     in_port_t                  *ports;
-    ngx_int_t                   rc;
     ngx_uint_t                  i;
     ngx_connection_t           *c;
-    ngx_mcd_decision_t          d;
     ngx_stream_mcd_ctx_t       *ctx;
     ngx_stream_mcd_srv_conf_t  *mscf;
 
@@ -554,28 +583,10 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 
     ngx_memcpy(ctx->host.data, req->host, req->host_len);
 
-    rc = ngx_mcd_decide(c->pool, mscf->profile, ctx->host.data,
-                        ctx->host.len, &d);
-
-    if (rc == NGX_ERROR) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ctx->decided = 1;
-    ctx->action = d.action;
-    ctx->fqdn = d.fqdn;
-    ctx->rule = d.rule;
-    ctx->name_type = d.type;
-
-    if (rc == NGX_DECLINED) {
-        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_name",
-                              "not a valid host name");
-        return;
-    }
-
-    if (ngx_stream_mcd_set_upstream(s) != NGX_OK) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+    if (ngx_stream_mcd_decide(s, ctx->host.data, ctx->host.len,
+                              "not a valid host name")
+        != NGX_OK)
+    {
         return;
     }
 
@@ -594,6 +605,57 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
                               "port not allowed");
         return;
     }
+
+    ngx_stream_mcd_act(s);
+}
+
+
+/* the verdict of the profile for the name the client asked for */
+
+static ngx_int_t
+ngx_stream_mcd_decide(ngx_stream_session_t *s, u_char *name, size_t len,
+    const char *what)
+{
+    ngx_int_t              rc;
+    ngx_mcd_decision_t     d;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    rc = ngx_mcd_decide(s->connection->pool, ctx->conf->profile, name, len,
+                        &d);
+
+    if (rc == NGX_ERROR) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    ctx->decided = 1;
+    ctx->action = d.action;
+    ctx->fqdn = d.fqdn;
+    ctx->rule = d.rule;
+    ctx->name_type = d.type;
+
+    if (rc == NGX_DECLINED) {
+        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_name", what);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_stream_mcd_set_upstream(s) != NGX_OK) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_stream_mcd_act(ngx_stream_session_t *s)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
     switch (ctx->action) {
 
@@ -651,7 +713,6 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
 {
     ssize_t                n;
     ngx_int_t              rc;
-    ngx_err_t              err;
     mcd_tls_hello_t        h;
     ngx_connection_t      *c;
     ngx_stream_session_t  *s;
@@ -668,31 +729,9 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
         return;
     }
 
-    n = recv(c->fd, ctx->peek, ctx->peek_size, MSG_PEEK);
+    n = ngx_stream_mcd_peek(s);
 
-    if (n == -1) {
-        err = ngx_socket_errno;
-
-        if (err == NGX_EAGAIN || err == NGX_EINTR) {
-            rev->ready = 0;
-
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-            }
-
-            return;
-        }
-
-        ngx_connection_error(c, err, "recv(MSG_PEEK) failed");
-        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
-        return;
-    }
-
-    if (n == 0) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "client closed connection before a ClientHello");
-        ngx_str_set(&ctx->reason, "bad_request");
-        ngx_stream_mcd_finalize(s, NGX_STREAM_BAD_REQUEST);
+    if (n <= 0) {
         return;
     }
 
@@ -710,18 +749,7 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
             return;
         }
 
-        if (ngx_stream_mcd_peer_closed(rev)) {
-            ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_request",
-                                  "truncated ClientHello");
-            return;
-        }
-
-        rev->ready = 0;
-
-        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        }
-
+        ngx_stream_mcd_peek_more(s, "truncated ClientHello");
         return;
 
     case MCD_TLS_OK:
@@ -768,7 +796,6 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
     ngx_int_t              rc;
     ngx_addr_t             addr;
     ngx_connection_t      *c;
-    ngx_mcd_decision_t     d;
     ngx_stream_mcd_ctx_t  *ctx;
 
     c = s->connection;
@@ -853,47 +880,14 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     ngx_stream_mcd_free_scratch(s);
 
-    rc = ngx_mcd_decide(c->pool, ctx->conf->profile, ctx->sni.data,
-                        ctx->sni.len, &d);
-
-    if (rc == NGX_ERROR) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+    if (ngx_stream_mcd_decide(s, ctx->sni.data, ctx->sni.len,
+                              "SNI is not a valid host name")
+        != NGX_OK)
+    {
         return;
     }
 
-    ctx->decided = 1;
-    ctx->action = d.action;
-    ctx->fqdn = d.fqdn;
-    ctx->rule = d.rule;
-    ctx->name_type = d.type;
-
-    if (rc == NGX_DECLINED) {
-        ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST, "bad_name",
-                              "SNI is not a valid host name");
-        return;
-    }
-
-    if (ngx_stream_mcd_set_upstream(s) != NGX_OK) {
-        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    switch (ctx->action) {
-
-    case MCD_ACTION_ALLOW:
-        ngx_stream_mcd_resolve(s);
-        return;
-
-    case MCD_ACTION_DECRYPT:
-        ngx_stream_mcd_refuse(s, 501, "decrypt_unavailable",
-                              "decryption is not available");
-        return;
-
-    default: /* MCD_ACTION_DENY */
-        ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, "policy",
-                              "denied by policy");
-        return;
-    }
+    ngx_stream_mcd_act(s);
 }
 
 
