@@ -1738,7 +1738,6 @@ ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
 }
 
 
-
 static void
 ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     const char *reason, const char *detail)
