@@ -328,6 +328,20 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
 
     c = s->connection;
 
+    if (c->buffer != NULL && c->buffer->last > c->buffer->pos) {
+
+        /*
+         * a preread phase handler (e.g. "ssl_preread on") consumed bytes
+         * that must stay in the socket for the front door
+         */
+
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "mcd_proxy cannot be used with a module that reads "
+                      "the client's first bytes (ssl_preread)");
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
     ctx = ngx_pcalloc(c->pool, sizeof(ngx_stream_mcd_ctx_t));
     if (ctx == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
@@ -1490,8 +1504,9 @@ ngx_stream_mcd_connected(ngx_stream_session_t *s)
 static void
 ngx_stream_mcd_relay_handler(ngx_event_t *ev)
 {
-    ngx_connection_t      *c;
-    ngx_stream_session_t  *s;
+    ngx_connection_t           *c;
+    ngx_stream_session_t       *s;
+    ngx_stream_mcd_srv_conf_t  *mscf;
 
     c = ev->data;
     s = c->data;
@@ -1499,12 +1514,11 @@ ngx_stream_mcd_relay_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
+        mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "mcd: tunnel idle for %M ms, closing",
-                      ((ngx_stream_mcd_srv_conf_t *)
-                       ngx_stream_get_module_srv_conf(s,
-                                          ngx_stream_mcd_module))
-                      ->idle_timeout);
+                      mscf->idle_timeout);
 
         ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
         return;

@@ -326,3 +326,26 @@ my $got = mcd_raw(port => $W->{port}, send => [substr($hello, 0, 20), substr($he
 is $got, '', 'closed without a byte';
 --- error_log
 timed out reading the ClientHello
+
+
+
+=== TEST 21: ssl_preread in the same server would eat the ClientHello: refused loudly
+--- main_config
+mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts;
+mcd_fqdn_filter tp {
+    default deny;
+    allow   origin.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        ssl_preread on;
+        mcd_proxy transparent;
+        mcd_fqdn_filter tp;
+    }
+}
+--- mcd_client
+my $r = mcd_tls_client(port => $W->{port}, sni => 'origin.test', path => '/host');
+ok !$r->{body}, 'no content';
+--- error_log
+mcd_proxy cannot be used with a module that reads the client's first bytes (ssl_preread)
