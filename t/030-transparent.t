@@ -64,6 +64,13 @@ stream {
         mcd_proxy transparent;
         mcd_fqdn_filter tp_nosni;
     }
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+        mcd_proxy transparent;
+        mcd_fqdn_filter tp;
+        preread_buffer_size 1k;
+    }
 }
 _EOC_
 
@@ -349,3 +356,16 @@ my $r = mcd_tls_client(port => $W->{port}, sni => 'origin.test', path => '/host'
 ok !$r->{body}, 'no content';
 --- error_log
 mcd_proxy cannot be used with a module that reads the client's first bytes (ssl_preread)
+
+
+
+=== TEST 22: a ClientHello larger than preread_buffer_size is refused
+--- mcd_client
+my $r = mcd_tls_client(port => $W->{port3}, sni => 'origin.test', path => '/host',
+                       groups => 'ffdhe8192:P-256');
+cmp_ok length($r->{hello}), '>', 1024, 'hello over 1 KiB';
+is $r->{raw}, main::alert_bytes('decode_error'), 'decode_error';
+my $small = mcd_tls_client(port => $W->{port3}, sni => 'origin.test', path => '/host');
+is $small->{body}, "host=origin.test sni=origin.test\n", 'a small hello still passes';
+--- error_log
+ClientHello larger than preread_buffer_size
