@@ -34,6 +34,7 @@
 #define NGX_STREAM_MCD_LINGER_BYTES    65536
 #define NGX_STREAM_MCD_LINGER_BUFFER   4096
 #define NGX_STREAM_MCD_MAX_ADDRS       16
+#define NGX_STREAM_MCD_DETAIL          96
 
 #define NGX_STREAM_MCD_CONNECT_FAILURE 1
 #define NGX_STREAM_MCD_TIMEOUT_FAILURE 2
@@ -1088,6 +1089,7 @@ ngx_stream_mcd_resolve(ngx_stream_session_t *s)
 static void
 ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx)
 {
+    u_char                *detail;
     ngx_int_t              rc;
     ngx_uint_t             i, n;
     ngx_addr_t             addrs[NGX_STREAM_MCD_MAX_ADDRS];
@@ -1098,16 +1100,23 @@ ngx_stream_mcd_resolve_handler(ngx_resolver_ctx_t *rctx)
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
     if (rctx->state) {
-        ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
-                      "mcd: \"%V\" could not be resolved (%i: %s)",
-                      &rctx->name, rctx->state,
-                      ngx_resolver_strerror(rctx->state));
+
+        /* the reason goes into the one refusal line and the answer */
+
+        detail = ngx_pnalloc(s->connection->pool, NGX_STREAM_MCD_DETAIL);
+        if (detail != NULL) {
+            *ngx_snprintf(detail, NGX_STREAM_MCD_DETAIL - 1,
+                          "name resolution failed (%i: %s)", rctx->state,
+                          ngx_resolver_strerror(rctx->state))
+                = '\0';
+        }
 
         ngx_resolve_name_done(rctx);
         ctx->resolver_ctx = NULL;
 
         ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_GATEWAY, "dns",
-                              "name resolution failed");
+                              detail ? (char *) detail
+                                     : "name resolution failed");
         return;
     }
 
@@ -1290,7 +1299,7 @@ ngx_stream_mcd_connect(ngx_stream_session_t *s)
     ctx->peer.name = &addr->name;
     ctx->peer.get = ngx_event_get_peer;
     ctx->peer.log = c->log;
-    ctx->peer.log_error = NGX_ERROR_ERR;
+    ctx->peer.log_error = NGX_ERROR_INFO;   /* the refusal line says it */
     ctx->peer.type = SOCK_STREAM;
     ctx->peer.tries = 1;
 
@@ -1336,7 +1345,7 @@ ngx_stream_mcd_connect_handler(ngx_event_t *ev)
     s = pc->data;
 
     if (ev->timedout) {
-        ngx_log_error(NGX_LOG_WARN, pc->log, NGX_ETIMEDOUT,
+        ngx_log_error(NGX_LOG_INFO, pc->log, NGX_ETIMEDOUT,
                       "mcd: upstream connect timed out");
         ngx_stream_mcd_next_addr(s, NGX_STREAM_MCD_TIMEOUT_FAILURE);
         return;

@@ -282,9 +282,9 @@ bad_request: only CONNECT is supported on this port
 "CONNECT nx.dns.test:$ENV{TEST_NGINX_MCD_ORIGIN} HTTP/1.1\r\n\r\n"
 --- error_code: 502
 --- response_body
-dns: name resolution failed
+dns: name resolution failed (3: Host not found)
 --- error_log eval
-qr{"nx\.dns\.test" could not be resolved \(3: Host not found\)}
+qr{refused "nx\.dns\.test:\d+" .* reason "dns": name resolution failed \(3: Host not found\)}
 
 
 
@@ -294,9 +294,9 @@ qr{"nx\.dns\.test" could not be resolved \(3: Host not found\)}
 "CONNECT slow.dns.test:$ENV{TEST_NGINX_MCD_ORIGIN} HTTP/1.1\r\n\r\n"
 --- error_code: 502
 --- response_body
-dns: name resolution failed
+dns: name resolution failed (110: Operation timed out)
 --- error_log eval
-qr{"slow\.dns\.test" could not be resolved \(110: Operation timed out\)}
+qr{refused "slow\.dns\.test:\d+" .* reason "dns": name resolution failed \(110: Operation timed out\)}
 
 
 
