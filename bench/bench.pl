@@ -4,7 +4,9 @@
 # baseline measured in the same run.
 #
 #   bench/bench.pl [--smoke] [--rounds N] [--duration S] [--out DIR]
-#                  [--skip memory,filter,squid]
+#                  [--skip memory,filter,squid] [--mcd 'directives;']
+#
+# --mcd adds directives to the ngx_mcd servers (e.g. 'mcd_splice off;').
 #
 # Run by "make bench" (bench/run.sh) after the build. Prints a table and
 # writes DIR/results.json and DIR/results.md.
@@ -37,7 +39,7 @@ my $Root = abs_path(dirname(__FILE__) . '/..');
 my %opt = (rounds => 3, duration => 10, bulk_duration => 10,
            out => "$Root/bench/out", skip => '');
 GetOptions(\%opt, 'smoke', 'rounds=i', 'duration=i', 'bulk_duration=i',
-           'out=s', 'skip=s', 'keep') or die "bad options\n";
+           'out=s', 'skip=s', 'keep', 'mcd=s') or die "bad options\n";
 
 if ($opt{smoke}) {
     $opt{rounds} = 1;
@@ -63,7 +65,7 @@ $Nofile = 1048576 if $Nofile > 1048576;
 
 my %Port = (origin => 443, preread => 9101, transparent => 9102,
             explicit => 9103, squid => 9104, terminate => 9105,
-            bump => 9106);
+            bump => 9106, splice => 9107);
 
 my @Started;    # [ name, pidfile or pid ]
 
@@ -256,19 +258,25 @@ stream {
         mcd_proxy MODE;
         mcd_fqdn_filter bench;
         mcd_connect_ports $Port{origin};
+        EXTRA
     }
 }
 EOF
 
-    for my $mode ('transparent', 'explicit') {
+    # "splice": explicit mode with the zero-copy relay (mcd_splice on)
+
+    for my $name ('transparent', 'explicit', 'splice') {
+        my $mode = $name eq 'splice' ? 'explicit' : $name;
         (my $c = $mcd) =~ s/MODE/$mode/;
-        $c =~ s/PORT/$Port{$mode}/;
-        $c =~ s{LOG}{$W/$mode/logs/access.log};
-        nginx_conf($mode, $c, modules => [$Stream, $Module]);
-        start_nginx($mode, $CoreProxy);
+        $c =~ s/PORT/$Port{$name}/;
+        $c =~ s{LOG}{$W/$name/logs/access.log};
+        $c =~ s{EXTRA}{($name eq 'splice' ? 'mcd_splice on; ' : '')
+                       . ($opt{mcd} // '')}e;
+        nginx_conf($name, $c, modules => [$Stream, $Module]);
+        start_nginx($name, $CoreProxy);
     }
 
-    wait_port($Port{$_}) for qw(preread transparent explicit terminate);
+    wait_port($Port{$_}) for qw(preread transparent explicit splice terminate);
 
     unless ($skip{squid}) {
         start_squid('squid');
@@ -407,7 +415,7 @@ sub load {
     my $peer = $o{peer};
     my ($mode, $connect) = $peer eq 'direct'
         ? ('direct', "127.0.0.1:$Port{origin}")
-        : $peer =~ /^(squid|explicit|bump)$/
+        : $peer =~ /^(squid|explicit|bump|splice)$/
         ? ('explicit', "127.0.0.1:$Port{$peer}")
         : ('transparent', "127.0.0.1:$Port{$peer}");
     my $ca = $peer eq 'bump' ? "$W/both.crt" : "$W/ca.crt";
@@ -460,7 +468,7 @@ make_world();
 start_origin();
 start_proxies();
 
-my @peers = ('preread', 'transparent', 'explicit', 'terminate');
+my @peers = ('preread', 'transparent', 'explicit', 'splice', 'terminate');
 push @peers, 'squid', 'bump' unless $skip{squid};
 
 my (%conn, %bulk);
@@ -526,7 +534,7 @@ unless ($skip{memory}) {
                 . "machine's hard limit ($Nofile): measuring $cap";
             $n = $cap;
         }
-        for my $p (grep { !/^(terminate|bump)$/ } @peers) {
+        for my $p (grep { !/^(terminate|bump|splice)$/ } @peers) {
             my $idle = rss_kb($p);
             my ($mode) = $p eq 'explicit' || $p eq 'squid' ? 'explicit' : 'transparent';
             my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--hold', '--json',
@@ -603,6 +611,10 @@ push @rows, ['explicit pass-through', 'CPU per GB relayed',
              ratio($sum{explicit}{cpu_per_gb}, $base->{cpu_per_gb}), '<= 1.0'];
 push @rows, ['transparent pass-through', 'CPU per GB relayed',
              ratio($sum{transparent}{cpu_per_gb}, $base->{cpu_per_gb}), '(<= 1.0)'];
+push @rows, ['explicit, mcd_splice on', 'CPU per GB relayed',
+             ratio($sum{splice}{cpu_per_gb}, $base->{cpu_per_gb}), '(below 1.0 if it pays)'];
+push @rows, ['explicit, mcd_splice on', '10 MiB throughput',
+             ratio($sum{splice}{mb_per_s}, $base->{mb_per_s}), ''];
 unless ($skip{squid}) {
     push @rows, ['Squid CONNECT (reference)', 'CPU per 1,000 connections',
                  ratio($sum{squid}{cpu_per_1000}, $base->{cpu_per_1000}), '(1.45 in SPEC)'];

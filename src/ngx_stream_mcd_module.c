@@ -35,6 +35,8 @@
 #define NGX_STREAM_MCD_LINGER_BUFFER   4096
 #define NGX_STREAM_MCD_MAX_ADDRS       16
 #define NGX_STREAM_MCD_DETAIL          96
+#define NGX_STREAM_MCD_SPLICE_AFTER    65536
+#define NGX_STREAM_MCD_SPLICE_MAX      65536
 
 #define NGX_STREAM_MCD_CONNECT_FAILURE 1
 #define NGX_STREAM_MCD_TIMEOUT_FAILURE 2
@@ -49,10 +51,26 @@ typedef struct {
     ngx_msec_t                   idle_timeout;
     size_t                       buffer_size;
     ngx_flag_t                   verify_destination;
+    ngx_flag_t                   splice;
 
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
 } ngx_stream_mcd_srv_conf_t;
+
+
+/*
+ * a zero-copy path for bulk tunnels: after NGX_STREAM_MCD_SPLICE_AFTER
+ * bytes in one direction, bytes move socket -> pipe -> socket with
+ * splice(2), without a copy through user space
+ */
+
+typedef struct {
+    ngx_fd_t                     fd[2];             /* -1: not (yet) used */
+    size_t                       pending;           /* bytes in the pipe */
+    size_t                       size;              /* the pipe's capacity */
+    off_t                        relayed;
+    unsigned                     failed:1;          /* no pipe: copy */
+} ngx_stream_mcd_pipe_t;
 
 
 typedef struct {
@@ -89,6 +107,8 @@ typedef struct {
 
     ngx_buf_t                    upstream_buf;      /* client -> upstream */
     ngx_buf_t                    downstream_buf;    /* upstream -> client */
+    ngx_stream_mcd_pipe_t        upstream_pipe;
+    ngx_stream_mcd_pipe_t        downstream_pipe;
     off_t                        upstream_received;
 
     ngx_buf_t                    answer;
@@ -140,7 +160,13 @@ static void ngx_stream_mcd_relay_handler(ngx_event_t *ev);
 static void ngx_stream_mcd_relay(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx,
     ngx_connection_t *src, ngx_connection_t *dst, ngx_buf_t *b,
-    off_t *received, unsigned *moved);
+    ngx_stream_mcd_pipe_t *pp, off_t *received, unsigned *moved);
+#if (NGX_LINUX)
+static ngx_int_t ngx_stream_mcd_splice(ngx_stream_mcd_ctx_t *ctx,
+    ngx_connection_t *src, ngx_connection_t *dst, ngx_stream_mcd_pipe_t *pp,
+    unsigned *eof, off_t *received, unsigned *moved);
+#endif
+static void ngx_stream_mcd_close_pipes(ngx_stream_mcd_ctx_t *ctx);
 static void ngx_stream_mcd_refuse(ngx_stream_session_t *s,
     ngx_uint_t status, const char *reason, const char *detail);
 static unsigned ngx_stream_mcd_alert(const char *reason);
@@ -222,6 +248,13 @@ static ngx_command_t  ngx_stream_mcd_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
       offsetof(ngx_stream_mcd_srv_conf_t, verify_destination),
+      NULL },
+
+    { ngx_string("mcd_splice"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, splice),
       NULL },
 
     { ngx_string("mcd_buffer_size"),
@@ -351,6 +384,11 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
 
     ctx->session = s;
     ctx->conf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+
+    ctx->upstream_pipe.fd[0] = -1;
+    ctx->upstream_pipe.fd[1] = -1;
+    ctx->downstream_pipe.fd[0] = -1;
+    ctx->downstream_pipe.fd[1] = -1;
 
     cln = ngx_pool_cleanup_add(c->pool, 0);
     if (cln == NULL) {
@@ -1557,8 +1595,8 @@ ngx_stream_mcd_relay(ngx_stream_session_t *s)
 
     moved = 0;
 
-    if (ngx_stream_mcd_pump(ctx, c, pc, &ctx->upstream_buf, &s->received,
-                            &moved)
+    if (ngx_stream_mcd_pump(ctx, c, pc, &ctx->upstream_buf,
+                            &ctx->upstream_pipe, &s->received, &moved)
         != NGX_OK)
     {
         ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
@@ -1566,7 +1604,8 @@ ngx_stream_mcd_relay(ngx_stream_session_t *s)
     }
 
     if (ngx_stream_mcd_pump(ctx, pc, c, &ctx->downstream_buf,
-                            &ctx->upstream_received, &moved)
+                            &ctx->downstream_pipe, &ctx->upstream_received,
+                            &moved)
         != NGX_OK)
     {
         ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
@@ -1607,13 +1646,15 @@ ngx_stream_mcd_relay(ngx_stream_session_t *s)
 
 
 /*
- * move bytes from src to dst through b; on EOF from src, once b is empty,
- * pass the FIN on with shutdown(SHUT_WR)
+ * move bytes from src to dst through b (and, for bulk tunnels, the pipe);
+ * on EOF from src, once everything is passed on, pass the FIN on with
+ * shutdown(SHUT_WR)
  */
 
 static ngx_int_t
 ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
-    ngx_connection_t *dst, ngx_buf_t *b, off_t *received, unsigned *moved)
+    ngx_connection_t *dst, ngx_buf_t *b, ngx_stream_mcd_pipe_t *pp,
+    off_t *received, unsigned *moved)
 {
     size_t     size;
     ssize_t    n;
@@ -1647,6 +1688,14 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
         if (b->pos == b->last) {
             b->pos = b->start;
             b->last = b->start;
+
+#if (NGX_LINUX)
+            if (pp->fd[0] != -1) {
+                /* the buffer is drained: the pipe takes over */
+                return ngx_stream_mcd_splice(ctx, src, dst, pp, eof,
+                                             received, moved);
+            }
+#endif
         }
 
         size = b->end - b->last;
@@ -1673,9 +1722,30 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
         b->last += n;
         *received += n;
         *moved = 1;
+
+#if (NGX_LINUX)
+        pp->relayed += n;
+
+        if (ctx->conf->splice && pp->fd[0] == -1 && !pp->failed
+            && pp->relayed >= NGX_STREAM_MCD_SPLICE_AFTER)
+        {
+            if (pipe2(pp->fd, O_NONBLOCK|O_CLOEXEC) == -1) {
+                ngx_log_error(NGX_LOG_ALERT, src->log, ngx_errno,
+                              "pipe2() failed, relaying without splice");
+                pp->fd[0] = -1;
+                pp->fd[1] = -1;
+                pp->failed = 1;
+
+            } else {
+                /* fewer, larger moves; the default 64 KiB if refused */
+                n = fcntl(pp->fd[1], F_SETPIPE_SZ, NGX_STREAM_MCD_SPLICE_MAX);
+                pp->size = (n > 0) ? (size_t) n : 65536;
+            }
+        }
+#endif
     }
 
-    if (*eof && !*shut && b->pos == b->last) {
+    if (*eof && !*shut && b->pos == b->last && pp->pending == 0) {
 
         if (ngx_shutdown_socket(dst->fd, NGX_WRITE_SHUTDOWN) == -1) {
             ngx_connection_error(dst, ngx_socket_errno,
@@ -1687,6 +1757,141 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
     }
 
     return NGX_OK;
+}
+
+
+#if (NGX_LINUX)
+
+static ngx_int_t
+ngx_stream_mcd_splice(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
+    ngx_connection_t *dst, ngx_stream_mcd_pipe_t *pp, unsigned *eof,
+    off_t *received, unsigned *moved)
+{
+    int        avail;
+    ssize_t    n;
+    ngx_err_t  err;
+    unsigned  *shut;
+
+    shut = (src == ctx->session->connection) ? &ctx->upstream_shut
+                                             : &ctx->client_shut;
+
+    for ( ;; ) {
+
+        if (pp->pending && dst->write->ready) {
+
+            n = splice(pp->fd[0], NULL, dst->fd, NULL, pp->pending,
+                       SPLICE_F_MOVE|SPLICE_F_NONBLOCK);
+
+            if (n == -1) {
+                err = ngx_socket_errno;
+
+                if (err == NGX_EAGAIN) {
+                    dst->write->ready = 0;
+
+                } else if (err != NGX_EINTR) {
+                    dst->write->error = 1;
+                    ngx_connection_error(dst, err, "splice() to socket failed");
+                    return NGX_ERROR;
+                }
+
+            } else {
+                pp->pending -= n;
+                dst->sent += n;
+                *moved = 1;
+            }
+        }
+
+        if (*eof || !src->read->ready || pp->pending >= pp->size) {
+            break;
+        }
+
+        /* fill the pipe from the socket, also while the client drains it */
+
+        n = splice(src->fd, NULL, pp->fd[1], NULL, pp->size - pp->pending,
+                   SPLICE_F_MOVE|SPLICE_F_NONBLOCK);
+
+        if (n == -1) {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            if (err != NGX_EAGAIN) {
+                src->read->error = 1;
+                ngx_connection_error(src, err, "splice() from socket failed");
+                return NGX_ERROR;
+            }
+
+            /*
+             * EAGAIN: the socket is empty, or a pipe that holds bytes has
+             * no free slot; only the first may clear the edge-triggered
+             * readiness
+             */
+
+            if (pp->pending == 0
+                || ioctl(src->fd, FIONREAD, &avail) == -1
+                || avail == 0)
+            {
+                src->read->ready = 0;
+                break;
+            }
+
+            /* the pipe is full: drain it first, or wait for the client */
+
+            if (dst->write->ready) {
+                continue;
+            }
+
+            break;
+        }
+
+        if (n == 0) {
+            *eof = 1;
+            src->read->ready = 0;
+            src->read->eof = 1;
+            break;
+        }
+
+        pp->pending += n;
+        *received += n;
+        *moved = 1;
+    }
+
+    if (*eof && !*shut && pp->pending == 0) {
+
+        if (ngx_shutdown_socket(dst->fd, NGX_WRITE_SHUTDOWN) == -1) {
+            ngx_connection_error(dst, ngx_socket_errno,
+                                 ngx_shutdown_socket_n " failed");
+            return NGX_ERROR;
+        }
+
+        *shut = 1;
+    }
+
+    return NGX_OK;
+}
+
+#endif
+
+
+static void
+ngx_stream_mcd_close_pipes(ngx_stream_mcd_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_stream_mcd_pipe_t  *pp[2];
+
+    pp[0] = &ctx->upstream_pipe;
+    pp[1] = &ctx->downstream_pipe;
+
+    for (i = 0; i < 2; i++) {
+        if (pp[i]->fd[0] != -1) {
+            (void) close(pp[i]->fd[0]);
+            (void) close(pp[i]->fd[1]);
+            pp[i]->fd[0] = -1;
+            pp[i]->fd[1] = -1;
+        }
+    }
 }
 
 
@@ -2005,6 +2210,7 @@ ngx_stream_mcd_finalize(ngx_stream_session_t *s, ngx_uint_t status)
         }
 
         ngx_stream_mcd_close_peer(s);
+        ngx_stream_mcd_close_pipes(ctx);
 
         if (ctx->reason.len == 0 && status == NGX_STREAM_INTERNAL_SERVER_ERROR)
         {
@@ -2030,6 +2236,8 @@ ngx_stream_mcd_cleanup(void *data)
         ngx_close_connection(ctx->peer.connection);
         ctx->peer.connection = NULL;
     }
+
+    ngx_stream_mcd_close_pipes(ctx);
 }
 
 
@@ -2265,6 +2473,7 @@ ngx_stream_mcd_create_srv_conf(ngx_conf_t *cf)
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->buffer_size = NGX_CONF_UNSET_SIZE;
     conf->verify_destination = NGX_CONF_UNSET;
+    conf->splice = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -2285,6 +2494,7 @@ ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size, 16384);
     ngx_conf_merge_value(conf->verify_destination, prev->verify_destination,
                          0);
+    ngx_conf_merge_value(conf->splice, prev->splice, 0);
 
     ngx_conf_merge_ptr_value(conf->connect_ports, prev->connect_ports, NULL);
 

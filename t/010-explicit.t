@@ -54,6 +54,15 @@ stream {
     }
 
     server {
+        # the zero-copy relay
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+        mcd_proxy explicit;
+        mcd_fqdn_filter egress;
+        mcd_connect_ports $TEST_NGINX_MCD_ORIGIN $TEST_NGINX_MCD_ECHO;
+        mcd_splice on;
+    }
+
+    server {
         # no resolver: names not in the hosts file cannot be resolved
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT2;
         mcd_proxy explicit;
@@ -460,3 +469,53 @@ ok $line, 'logged as bad input';
 my $got = mcd_raw(send => ["CONN", "ECT origin.test:$W->{origin_http} HT", "TP/1.1\r\nHost: x\r\n", "\r\nGET /index.html HTTP/1.0\r\n\r\n"],
                   delay => 0.2, timeout => 10);
 like $got, qr{\AHTTP/1\.1 200 Connection established\r\n\r\nHTTP/1\.1 200 OK\r\n.*hello from origin\n\z}s, 'tunnel works';
+
+
+
+=== TEST 34: mcd_splice on: 10 MiB intact through the zero-copy relay
+--- mcd_client
+my $out = mcd_file('big-splice.out');
+unlink $out;
+my $r = mcd_curl_x(host => 'www.allowed.test', path => '/big.bin', proxy => $W->{port3},
+                   output => $out, max_time => 60);
+is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+is -s $out, $W->{big_size}, 'size';
+is sha256_hex(mcd_slurp($out)), sha256_hex(mcd_slurp(mcd_file('www/big.bin'))), 'sha256';
+my ($line) = mcd_wait_log('mcd.log', qr/fqdn=www\.allowed\.test/);
+my ($sent) = $line =~ /sent=(\d+)/;
+cmp_ok $sent, '>', $W->{big_size}, 'the log counts spliced bytes too';
+
+
+
+=== TEST 35: mcd_splice on: 1 MiB each way and half-close
+--- mcd_client
+use IO::Socket::INET;
+use IO::Select;
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $W->{port3}, Timeout => 5) or die;
+print $s "CONNECT origin.test:$W->{echo} HTTP/1.1\r\n\r\n";
+my $head = '';
+while ($head !~ /\r\n\r\n/) { sysread($s, my $b, 1) or last; $head .= $b; }
+is $head, "HTTP/1.1 200 Connection established\r\n\r\n", 'tunnel';
+my $data = join '', map { pack('N', $_ * 2654435761 % 4294967291) } 1 .. 262144;   # 1 MiB
+my ($off, $got) = (0, '');
+my $sel = IO::Select->new($s);
+my $deadline = time + 30;
+$s->blocking(0);
+while (length $got < length $data && time < $deadline) {
+    if ($off < length $data) {
+        my $w = syswrite($s, $data, 65536, $off);
+        $off += $w if $w;
+    }
+    if ($sel->can_read(0.05)) {
+        my $n = sysread($s, my $b, 262144);
+        $got .= $b if $n;
+    }
+}
+$s->blocking(1);
+is length($got), length($data), '1 MiB echoed';
+ok $got eq $data, 'byte for byte';
+shutdown($s, 1);
+my $rest = '';
+while (1) { my $n = sysread($s, my $b, 100); last unless $n; $rest .= $b; }
+is $rest, "BYE\n", 'the FIN went through the pipe path, the answer came back';
+close $s;
