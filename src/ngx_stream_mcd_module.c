@@ -94,7 +94,6 @@ typedef struct {
 
     u_char                      *peek;
     size_t                       peek_size;
-    u_char                      *scratch;           /* ClientHello body */
 
     ngx_resolver_ctx_t          *resolver_ctx;
     ngx_addr_t                  *addrs;
@@ -141,7 +140,7 @@ static void ngx_stream_mcd_act(ngx_stream_session_t *s);
 static void ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev);
 static void ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
     mcd_tls_hello_t *h);
-static void ngx_stream_mcd_free_scratch(ngx_stream_session_t *s);
+static u_char *ngx_stream_mcd_scratch(ngx_log_t *log, size_t size);
 static ngx_int_t ngx_stream_mcd_original_dst(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mcd_set_upstream(ngx_stream_session_t *s);
 static void ngx_stream_mcd_resolve(ngx_stream_session_t *s);
@@ -424,12 +423,6 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
         c->read->handler = ngx_stream_mcd_peek_handler;
 
     } else {
-        ctx->scratch = ngx_palloc(c->pool, ctx->peek_size);
-        if (ctx->scratch == NULL) {
-            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
         c->log->action = "reading ClientHello";
         c->read->handler = ngx_stream_mcd_tls_peek_handler;
     }
@@ -764,6 +757,7 @@ ngx_stream_mcd_set_upstream(ngx_stream_session_t *s)
 static void
 ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
 {
+    u_char                *scratch;
     ssize_t                n;
     ngx_int_t              rc;
     mcd_tls_hello_t        h;
@@ -788,8 +782,14 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
         return;
     }
 
-    rc = mcd_tls_parse_client_hello(ctx->peek, n, ctx->scratch,
-                                    ctx->peek_size, &h);
+    scratch = ngx_stream_mcd_scratch(c->log, ctx->peek_size);
+    if (scratch == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = mcd_tls_parse_client_hello(ctx->peek, n, scratch, ctx->peek_size,
+                                    &h);
 
     switch (rc) {
 
@@ -881,8 +881,6 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     if (!h->has_sni) {
 
-        ngx_stream_mcd_free_scratch(s);
-
         ctx->decided = 1;
 
         if (ctx->conf->profile->no_sni == NGX_MCD_NO_SNI_DENY) {
@@ -931,8 +929,6 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     ctx->host = ctx->sni;
 
-    ngx_stream_mcd_free_scratch(s);
-
     if (ngx_stream_mcd_decide(s, ctx->sni.data, ctx->sni.len,
                               "SNI is not a valid host name")
         != NGX_OK)
@@ -944,17 +940,34 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 }
 
 
-static void
-ngx_stream_mcd_free_scratch(ngx_stream_session_t *s)
+/*
+ * the ClientHello is reassembled into a buffer of the worker: the parser
+ * keeps no state between calls and what the decision needs (SNI, ALPN) is
+ * copied out before the handler returns, so one buffer serves every
+ * connection and no connection pays for one
+ */
+
+static u_char *
+ngx_stream_mcd_scratch(ngx_log_t *log, size_t size)
 {
-    ngx_stream_mcd_ctx_t  *ctx;
+    static u_char  *scratch;
+    static size_t   scratch_size;
 
-    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+    if (size > scratch_size) {
+        if (scratch != NULL) {
+            ngx_free(scratch);
+            scratch_size = 0;
+        }
 
-    if (ctx->scratch != NULL) {
-        ngx_pfree(s->connection->pool, ctx->scratch);
-        ctx->scratch = NULL;
+        scratch = ngx_alloc(size, log);
+        if (scratch == NULL) {
+            return NULL;
+        }
+
+        scratch_size = size;
     }
+
+    return scratch;
 }
 
 
