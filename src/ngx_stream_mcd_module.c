@@ -444,7 +444,7 @@ ngx_stream_mcd_handler(ngx_stream_session_t *s)
 static void
 ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 {
-    ssize_t                n, got;
+    ssize_t                n, got, peeked;
     ngx_int_t              rc;
     mcd_connect_t          req;
     ngx_connection_t      *c;
@@ -490,6 +490,8 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
 
     /* consume exactly the head: what follows stays in the socket */
 
+    peeked = n;
+
     for (got = 0; got < (ssize_t) req.head_len; /* void */) {
 
         n = recv(c->fd, ctx->peek + got, req.head_len - got, 0);
@@ -517,9 +519,17 @@ ngx_stream_mcd_peek_handler(ngx_event_t *rev)
         ngx_del_timer(rev);
     }
 
-    /* pipelined bytes may follow without another edge */
+    /* what the client sends now waits in the socket for the relay */
 
-    rev->ready = 1;
+    rev->handler = ngx_stream_mcd_idle_handler;
+
+    /*
+     * bytes pipelined after the head were already there when we peeked and
+     * will raise no other edge: the relay must read them without waiting;
+     * bytes that arrive later raise their own event
+     */
+
+    rev->ready = ((size_t) peeked > req.head_len);
     rev->available = -1;
 
     ngx_stream_mcd_explicit_request(s, &req);
@@ -831,7 +841,9 @@ ngx_stream_mcd_tls_peek_handler(ngx_event_t *rev)
 
     c->log->action = "deciding";
 
-    /* the ClientHello stays in the socket for the upstream */
+    /* the ClientHello, and whatever follows, waits in the socket */
+
+    rev->handler = ngx_stream_mcd_idle_handler;
 
     rev->ready = 1;
     rev->available = -1;

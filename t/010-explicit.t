@@ -519,3 +519,22 @@ my $rest = '';
 while (1) { my $n = sysread($s, my $b, 100); last unless $n; $rest .= $b; }
 is $rest, "BYE\n", 'the FIN went through the pipe path, the answer came back';
 close $s;
+
+
+
+=== TEST 36: bytes the client sends while the gateway resolves and connects wait for the tunnel
+--- mcd_client
+use IO::Socket::INET;
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $W->{port}, Timeout => 5) or die;
+syswrite($s, "CONNECT delay.dns.test:$W->{echo} HTTP/1.1\r\n\r\n");
+select(undef, undef, undef, 0.2);
+syswrite($s, "early\n");
+my $got = '';
+my $sel = IO::Select->new($s);
+while (length $got < length("HTTP/1.1 200 Connection established\r\n\r\nearly\n")) {
+    last unless $sel->can_read(5);
+    sysread($s, my $b, 1000) or last;
+    $got .= $b;
+}
+is $got, "HTTP/1.1 200 Connection established\r\n\r\nearly\n", '200, then the early bytes echoed';
+close $s;

@@ -391,7 +391,8 @@ sub start_echo {
     close $l;
 }
 
-# mock DNS on UDP loopback: the zone below; "slow." names never answer
+# mock DNS on UDP loopback: the zone below; "slow." names never answer,
+# "delay." names answer 127.0.0.1 after 0.4 s
 
 sub start_dns {
     require Net::DNS;
@@ -430,6 +431,11 @@ sub start_dns {
             my $type = $q->qtype;
             my @ans;
             if ($name =~ /\.wild\.dns\.test$/) {
+                $a{$name} = ['127.0.0.1'];
+            }
+            if ($name =~ /^delay\./) {
+                # a slow but successful answer
+                sleep 0.4 if $type eq 'A';
                 $a{$name} = ['127.0.0.1'];
             }
             if ($type eq 'A' && $a{$name}) {
