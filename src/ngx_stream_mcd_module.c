@@ -161,9 +161,9 @@ static ngx_int_t ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx,
     ngx_connection_t *src, ngx_connection_t *dst, ngx_buf_t *b,
     ngx_stream_mcd_pipe_t *pp, off_t *received, unsigned *moved);
 #if (NGX_LINUX)
-static ngx_int_t ngx_stream_mcd_splice(ngx_stream_mcd_ctx_t *ctx,
-    ngx_connection_t *src, ngx_connection_t *dst, ngx_stream_mcd_pipe_t *pp,
-    unsigned *eof, off_t *received, unsigned *moved);
+static ngx_int_t ngx_stream_mcd_splice(ngx_connection_t *src,
+    ngx_connection_t *dst, ngx_stream_mcd_pipe_t *pp, unsigned *eof,
+    off_t *received, unsigned *moved);
 #endif
 static void ngx_stream_mcd_close_pipes(ngx_stream_mcd_ctx_t *ctx);
 static void ngx_stream_mcd_refuse(ngx_stream_session_t *s,
@@ -1717,8 +1717,14 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
 #if (NGX_LINUX)
             if (pp->fd[0] != -1) {
                 /* the buffer is drained: the pipe takes over */
-                return ngx_stream_mcd_splice(ctx, src, dst, pp, eof,
-                                             received, moved);
+
+                if (ngx_stream_mcd_splice(src, dst, pp, eof, received, moved)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                break;
             }
 #endif
         }
@@ -1788,17 +1794,13 @@ ngx_stream_mcd_pump(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
 #if (NGX_LINUX)
 
 static ngx_int_t
-ngx_stream_mcd_splice(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
-    ngx_connection_t *dst, ngx_stream_mcd_pipe_t *pp, unsigned *eof,
-    off_t *received, unsigned *moved)
+ngx_stream_mcd_splice(ngx_connection_t *src, ngx_connection_t *dst,
+    ngx_stream_mcd_pipe_t *pp, unsigned *eof, off_t *received,
+    unsigned *moved)
 {
     int        avail;
     ssize_t    n;
     ngx_err_t  err;
-    unsigned  *shut;
-
-    shut = (src == ctx->session->connection) ? &ctx->upstream_shut
-                                             : &ctx->client_shut;
 
     for ( ;; ) {
 
@@ -1881,17 +1883,6 @@ ngx_stream_mcd_splice(ngx_stream_mcd_ctx_t *ctx, ngx_connection_t *src,
         pp->pending += n;
         *received += n;
         *moved = 1;
-    }
-
-    if (*eof && !*shut && pp->pending == 0) {
-
-        if (ngx_shutdown_socket(dst->fd, NGX_WRITE_SHUTDOWN) == -1) {
-            ngx_connection_error(dst, ngx_socket_errno,
-                                 ngx_shutdown_socket_n " failed");
-            return NGX_ERROR;
-        }
-
-        *shut = 1;
     }
 
     return NGX_OK;
