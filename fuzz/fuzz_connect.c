@@ -5,10 +5,14 @@
  * clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
  *     src/mcd_connect.c fuzz/fuzz_connect.c -o /tmp/fuzz_connect
  *
- * The first input byte selects max_head, the rest is the peeked data.
+ * The first input byte selects max_head, the rest is the peeked data
+ * (so a seed is one selector byte, e.g. 0x08 for 4096, and a head).
  * Besides memory safety the target checks that results stay inside the
- * input, and that a prefix of the input either asks for more bytes or
- * gives exactly the answer that the whole input gives.
+ * input, that a prefix of the input either asks for more bytes or gives
+ * exactly the answer that the whole input gives, that
+ * mcd_connect_method() agrees with the parser, and that
+ * mcd_connect_scan() finds the parser's head_len however the input is
+ * cut.
  */
 
 
@@ -83,7 +87,7 @@ fz_check(const unsigned char *buf, size_t len, size_t max_head, int rc,
         FZ_ASSERT(r->status == 0 && r->detail == NULL);
 
         for (i = 0; i < r->authority_len; i++) {
-            FZ_ASSERT(r->authority[i] > 0x20 && r->authority[i] < 0x7f);
+            FZ_ASSERT(r->authority[i] > 0x20 && r->authority[i] != 0x7f);
             FZ_ASSERT(r->authority[i] != '@' && r->authority[i] != '%');
         }
 
@@ -151,6 +155,53 @@ fz_same(int rc1, const mcd_connect_t *r1, int rc2, const mcd_connect_t *r2)
 }
 
 
+static void
+fz_method(const unsigned char *buf, size_t len)
+{
+    int            m, p;
+    mcd_connect_t  r;
+
+    m = mcd_connect_method(buf, len);
+    p = mcd_connect_parse(buf, len, len + 1, &r);
+
+    FZ_ASSERT((m == MCD_CONNECT_OTHER) == (p == MCD_CONNECT_OTHER));
+    FZ_ASSERT(m != MCD_CONNECT_ERROR || p == MCD_CONNECT_ERROR);
+    FZ_ASSERT(m != MCD_CONNECT_AGAIN || p == MCD_CONNECT_AGAIN);
+    FZ_ASSERT((m == MCD_CONNECT_OK)
+              == (len >= 8 && memcmp(buf, "CONNECT ", 8) == 0));
+}
+
+
+/* the head end found by a scan of buf cut at a and b (a <= b), or 0 */
+
+static size_t
+fz_scan(const unsigned char *buf, size_t len, size_t a, size_t b)
+{
+    size_t              sum, r;
+    mcd_connect_scan_t  st;
+
+    memset(&st, 0, sizeof(st));
+
+    r = mcd_connect_scan(&st, buf, a);
+    FZ_ASSERT(r <= a);
+    FZ_ASSERT(r == a || mcd_connect_scan_done(&st));
+    sum = r;
+
+    r = mcd_connect_scan(&st, buf + a, b - a);
+    FZ_ASSERT(r <= b - a);
+    FZ_ASSERT(r == b - a || mcd_connect_scan_done(&st));
+    sum += r;
+
+    r = mcd_connect_scan(&st, buf + b, len - b);
+    FZ_ASSERT(r <= len - b);
+    sum += r;
+
+    FZ_ASSERT(sum == st.total);
+
+    return mcd_connect_scan_done(&st) ? sum : 0;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -197,6 +248,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (prc != MCD_CONNECT_AGAIN) {
             fz_same(rc, &r, prc, &pr);
+        }
+    }
+
+    /* the method and scan helpers */
+
+    fz_method(buf, len);
+    fz_method(buf, split[1]);
+
+    if (len > 0) {
+        size_t  a, b, end;
+
+        a = split[1];
+        b = a + (len - a) / 3;
+        end = fz_scan(buf, len, a, b);
+
+        FZ_ASSERT(end <= len);
+        FZ_ASSERT(end == fz_scan(buf, len, 0, len));
+        FZ_ASSERT(end == fz_scan(buf, len, len / 2, len / 2));
+
+        if (rc == MCD_CONNECT_OK) {
+            FZ_ASSERT(end == r.head_len);
         }
     }
 

@@ -90,7 +90,7 @@ mcd_connect_parse(const unsigned char *buf, size_t len, size_t max_head,
             break;
         }
 
-        if (c < 0x21 || c > 0x7e) {
+        if (c < 0x21 || c == 0x7f) {
             return mcd_connect_fail(r, 400, "malformed request line");
         }
 
@@ -311,10 +311,118 @@ incomplete:
 }
 
 
+int
+mcd_connect_method(const unsigned char *buf, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (buf[i] == ' ') {
+            break;
+        }
+
+        if (!mcd_connect_is_tchar(buf[i])) {
+            return MCD_CONNECT_ERROR;
+        }
+    }
+
+    if (i == len) {
+        return MCD_CONNECT_AGAIN;
+    }
+
+    if (i == 0) {
+        return MCD_CONNECT_ERROR;
+    }
+
+    if (i == 7 && memcmp(buf, "CONNECT", 7) == 0) {
+        return MCD_CONNECT_OK;
+    }
+
+    return MCD_CONNECT_OTHER;
+}
+
+
+/*
+ * In an accepted head every CR is followed by a LF, no line before the
+ * last is empty, and the request line is not empty: so the head ends at
+ * the first LF that follows a LF, or a LF and a CR.  The state carries
+ * over the last one or two bytes of the previous piece.
+ */
+
+size_t
+mcd_connect_scan(mcd_connect_scan_t *st, const unsigned char *p, size_t n)
+{
+    size_t                i;
+    const unsigned char  *lf;
+
+    if (st->state == MCD_CONNECT_SCAN_DONE) {
+        return 0;
+    }
+
+    i = 0;
+
+    while (i < n) {
+
+        switch (st->state) {
+
+        case MCD_CONNECT_SCAN_LF:
+        case MCD_CONNECT_SCAN_LFCR:
+
+            if (p[i] == MCD_LF) {
+                i++;
+                st->state = MCD_CONNECT_SCAN_DONE;
+                st->total += i;
+                return i;
+            }
+
+            if (p[i] == MCD_CR && st->state == MCD_CONNECT_SCAN_LF) {
+                st->state = MCD_CONNECT_SCAN_LFCR;
+
+            } else {
+                st->state = MCD_CONNECT_SCAN_LINE;
+            }
+
+            i++;
+            break;
+
+        default: /* MCD_CONNECT_SCAN_LINE */
+
+            lf = memchr(p + i, MCD_LF, n - i);
+
+            if (lf == NULL) {
+                i = n;
+                break;
+            }
+
+            i = (size_t) (lf - p) + 1;
+            st->state = MCD_CONNECT_SCAN_LF;
+            break;
+        }
+    }
+
+    st->total += n;
+
+    return n;
+}
+
+
+int
+mcd_connect_scan_done(const mcd_connect_scan_t *st)
+{
+    return st->state == MCD_CONNECT_SCAN_DONE;
+}
+
+
 /*
  * Validates a complete authority-form target a[0 .. n) and fills in
  * authority, host, port and ipv6.  The caller has seen the whole target
- * up to its SP: only bytes 0x21 .. 0x7e, and no '@'.
+ * up to its SP: no control byte, SP or DEL, and no '@'.
+ *
+ * A host name is only delimited here, not validated: any byte that is
+ * not a delimiter (RFC 3986 gen-delims ":/?#[]@", and '\', which URL
+ * parsers take for '/') is left for the FQDN validator, which refuses a
+ * name like "bad!name.test" or a UTF-8 one as bad_name.  '%' is refused
+ * here, since percent-encoding would need decoding before validation.
  */
 
 static int
@@ -369,12 +477,8 @@ mcd_connect_authority(const unsigned char *a, size_t n, mcd_connect_t *r)
     } else {
 
         for (k = 0; k < n && a[k] != ':'; k++) {
-            c = a[k];
-
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                  || (c >= '0' && c <= '9') || c == '-' || c == '.'
-                  || c == '_'))
-            {
+            switch (a[k]) {
+            case '/': case '?': case '#': case '[': case ']': case '\\':
                 return mcd_connect_fail(r, 400, "bad host");
             }
         }

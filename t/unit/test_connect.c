@@ -91,6 +91,21 @@ static const t_case_t  cases[] = {
       "X-Empty:\r\n!#$%&'*+-.^_`|~09az: v\r\n\r\n",
       0, 0, OK, 0, NULL, "h", 443, 0, 1, NULL, 0 },
 
+    /*
+     * a host that is not a valid name is delimited, not judged: the FQDN
+     * validator refuses it downstream as bad_name
+     */
+    { "CONNECT bad!name.test:443 HTTP/1.1\r\n\r\n",
+      0, 0, OK, 0, NULL, "bad!name.test", 443, 0, 1, NULL, 0 },
+    { "CONNECT exa*mple.com:443 HTTP/1.1\r\n\r\n",
+      0, 0, OK, 0, NULL, "exa*mple.com", 443, 0, 1, NULL, 0 },
+    { "CONNECT !$&'()*+,;=\"<>^`{|}~:443 HTTP/1.1\r\n\r\n",
+      0, 0, OK, 0, NULL, "!$&'()*+,;=\"<>^`{|}~", 443, 0, 1, NULL, 0 },
+    { "CONNECT a\x80:1 HTTP/1.1\r\n\r\n",
+      0, 0, OK, 0, NULL, "a\x80", 1, 0, 1, NULL, 0 },
+    { "CONNECT b\xc3\xbc" "cher.example:443 HTTP/1.1\r\n\r\n",
+      0, 0, OK, 0, NULL, "b\xc3\xbc" "cher.example", 443, 0, 1, NULL, 0 },
+
     /* pipelined bytes after the head are not part of it */
     { "CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01\x02\x00\x01",
       0, 0, OK, 0, NULL, "example.com", 443, 0, 1, NULL, 36 },
@@ -163,8 +178,14 @@ static const t_case_t  cases[] = {
       "malformed request line", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT a:1\0 HTTP/1.1\r\n\r\n", 26, 0, ERR, 400,
       "malformed request line", NULL, 0, 0, 0, NULL, 0 },
-    { "CONNECT a\x80:1 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+    { "CONNECT a\x7f:1 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
       "malformed request line", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT a\x01b:1 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "malformed request line", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT a:1\x80 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad port", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT [::1\x80]:1 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad IPv6 address", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT a:1\r\n\r\n", 0, 0, ERR, 400,
       "malformed request line", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT a:1\n", 0, 0, ERR, 400,
@@ -283,8 +304,28 @@ static const t_case_t  cases[] = {
       "bad host", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT host:1:2 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
       "bad host", NULL, 0, 0, 0, NULL, 0 },
-    { "CONNECT exa*mple.com:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+    { "CONNECT a?b:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
       "bad host", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT a#b:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad host", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT a[b:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad host", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad!name.test HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "missing port", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad!name.test: HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "missing port", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad!name.test:44x HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad port", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad!name.test:1:2 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "bad host", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT u@bad!name.test:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "userinfo not allowed", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad%21name.test:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "percent-encoding not allowed", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad name.test:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "missing port", NULL, 0, 0, 0, NULL, 0 },
+    { "CONNECT bad\tname.test:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
+      "malformed request line", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT a/b:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
       "bad host", NULL, 0, 0, 0, NULL, 0 },
     { "CONNECT a\\b:443 HTTP/1.1\r\n\r\n", 0, 0, ERR, 400,
@@ -647,6 +688,451 @@ test_byte_flips(void)
 }
 
 
+/* a small deterministic generator, so that failures reproduce */
+
+static unsigned long  t_seed = 0x5eed1234;
+
+static unsigned
+t_rand(void)
+{
+    t_seed = t_seed * 6364136223846793005UL + 1442695040888963407UL;
+    return (unsigned) (t_seed >> 33);
+}
+
+
+typedef struct {
+    const char  *in;
+    size_t       len;        /* 0: strlen(in) */
+    int          rc;
+} t_method_t;
+
+
+static const t_method_t  methods[] = {
+    { "", 0, AGAIN },
+    { "C", 0, AGAIN },
+    { "CONNECT", 0, AGAIN },
+    { "CONNECTCONNECT", 0, AGAIN },
+    { "CONNECT ", 0, OK },
+    { "CONNECT x", 0, OK },
+    { "CONNECT \x01", 0, OK },
+    { "GET ", 0, OTHER },
+    { "GET /", 0, OTHER },
+    { "connect ", 0, OTHER },
+    { "CONNECTX ", 0, OTHER },
+    { "CONNEC ", 0, OTHER },
+    { "X ", 0, OTHER },
+    { "!#$%&'*+-.^_`|~ ", 0, OTHER },
+    { " ", 0, ERR },
+    { " CONNECT ", 0, ERR },
+    { "\r\nCONNECT ", 0, ERR },
+    { "\nCONNECT ", 0, ERR },
+    { "\r", 0, ERR },
+    { "\x16\x03\x01", 0, ERR },
+    { "\x00", 1, ERR },
+    { "\x80", 0, ERR },
+    { "GE\x01", 0, ERR },
+    { "GET\t", 0, ERR },
+    { "CONNECT\t", 0, ERR },
+    { "CONNECT\r\n", 0, ERR },
+    { "CON(NECT ", 0, ERR },
+    { NULL, 0, 0 }
+};
+
+
+/* method() agrees with parse() on buf[0 .. len), max_head above len */
+
+static void
+check_method_agrees(int idx, const unsigned char *buf, size_t len)
+{
+    int            m, p;
+    mcd_connect_t  r;
+
+    m = mcd_connect_method(buf, len);
+    p = mcd_connect_parse(buf, len, len + 1, &r);
+
+    CHECK(m == OK || m == AGAIN || m == OTHER || m == ERR, "method rc", idx);
+    CHECK((m == OTHER) == (p == OTHER), "OTHER agrees", idx);
+    CHECK(m != ERR || p == ERR, "ERROR agrees", idx);
+    CHECK(m != AGAIN || p == AGAIN, "AGAIN agrees", idx);
+    CHECK((m == OK) == (len >= 8 && memcmp(buf, "CONNECT ", 8) == 0),
+          "OK is \"CONNECT \"", idx);
+
+    if (m == OTHER) {
+        CHECK(r.method == buf && buf[r.method_len] == ' ', "method", idx);
+    }
+}
+
+
+static void
+test_method(void)
+{
+    int            i, rc;
+    size_t         len, k;
+    unsigned       v, w;
+    unsigned char  buf[16];
+
+    static const char  alpha[] = "CONECT \r\n\t\x01\x80:xG";
+
+    for (i = 0; methods[i].in != NULL; i++) {
+        len = methods[i].len ? methods[i].len : strlen(methods[i].in);
+
+        rc = mcd_connect_method((const unsigned char *) methods[i].in, len);
+        CHECK(rc == methods[i].rc, "method table", i);
+
+        for (k = 0; k <= len; k++) {
+            check_method_agrees(i, (const unsigned char *) methods[i].in, k);
+        }
+    }
+
+    /* every prefix of every parser case */
+
+    for (i = 0; cases[i].in != NULL; i++) {
+        len = cases[i].len ? cases[i].len : strlen(cases[i].in);
+
+        for (k = 0; k <= len; k++) {
+            check_method_agrees(i, (const unsigned char *) cases[i].in, k);
+        }
+    }
+
+    /* every one- and two-byte input */
+
+    for (v = 0; v < 256; v++) {
+        buf[0] = (unsigned char) v;
+        check_method_agrees((int) v, buf, 1);
+
+        for (w = 0; w < 256; w++) {
+            buf[1] = (unsigned char) w;
+            check_method_agrees((int) v, buf, 2);
+        }
+    }
+
+    /* random short strings around "CONNECT " */
+
+    for (i = 0; i < 200000; i++) {
+        len = t_rand() % 11;
+
+        for (k = 0; k < len; k++) {
+            buf[k] = (unsigned char) alpha[t_rand() % (sizeof(alpha) - 1)];
+        }
+
+        if (i % 3 == 0 && len >= 8) {
+            memcpy(buf, "CONNECT ", 8);
+            buf[t_rand() % 8] = (unsigned char)
+                                alpha[t_rand() % (sizeof(alpha) - 1)];
+        }
+
+        check_method_agrees(i, buf, len);
+    }
+
+    CHECK(mcd_connect_method(NULL, 0) == AGAIN, "NULL buffer", 0);
+}
+
+
+/* feeds buf[0 .. len) to a fresh scan in the pieces cut[0 .. ncut) */
+
+static size_t
+scan_pieces(const unsigned char *buf, size_t len, const size_t *cut,
+    size_t ncut, int idx)
+{
+    size_t              i, from, to, ret, sum;
+    int                 done;
+    mcd_connect_scan_t  st;
+
+    memset(&st, 0, sizeof(st));
+
+    sum = 0;
+    from = 0;
+
+    for (i = 0; i <= ncut; i++) {
+        to = (i < ncut) ? cut[i] : len;
+
+        done = mcd_connect_scan_done(&st);
+
+        ret = mcd_connect_scan(&st, buf + from, to - from);
+
+        CHECK(ret <= to - from, "scan within its piece", idx);
+
+        if (done) {
+            CHECK(ret == 0, "nothing after done", idx);
+
+        } else if (!mcd_connect_scan_done(&st)) {
+            CHECK(ret == to - from, "all of a piece before the end", idx);
+
+        } else {
+            CHECK(ret > 0 && buf[from + ret - 1] == '\n',
+                  "the head ends with a LF", idx);
+        }
+
+        sum += ret;
+        from = to;
+    }
+
+    CHECK(sum == st.total, "total is the sum", idx);
+
+    return mcd_connect_scan_done(&st) ? sum : 0;
+}
+
+
+/* the scan finds head_len (0: no end) however buf is cut */
+
+static void
+check_scan(int idx, const unsigned char *buf, size_t len, size_t head_len)
+{
+    size_t  k, cut[8], n, i, j, t;
+
+    CHECK(scan_pieces(buf, len, NULL, 0, idx) == head_len, "whole", idx);
+
+    for (k = 0; k <= len; k++) {
+        cut[0] = k;
+        CHECK(scan_pieces(buf, len, cut, 1, idx) == head_len,
+              "two pieces", idx);
+        if (scan_pieces(buf, len, cut, 1, idx) != head_len) {
+            fprintf(stderr, "    cut at %zu of %zu: want %zu\n",
+                    k, len, head_len);
+            break;
+        }
+    }
+
+    for (i = 0; i < 8; i++) {
+        n = 1 + t_rand() % 8;
+
+        for (j = 0; j < n; j++) {
+            cut[j] = len ? t_rand() % (len + 1) : 0;
+        }
+
+        /* sorted, duplicates make empty pieces */
+
+        for (j = 1; j < n; j++) {
+            for (k = j; k > 0 && cut[k - 1] > cut[k]; k--) {
+                t = cut[k];
+                cut[k] = cut[k - 1];
+                cut[k - 1] = t;
+            }
+        }
+
+        CHECK(scan_pieces(buf, len, cut, n, idx) == head_len,
+              "random pieces", idx);
+    }
+
+    /* a byte at a time */
+
+    {
+        mcd_connect_scan_t  st;
+        size_t              sum;
+
+        memset(&st, 0, sizeof(st));
+        sum = 0;
+
+        for (k = 0; k < len; k++) {
+            sum += mcd_connect_scan(&st, buf + k, 1);
+        }
+
+        CHECK((mcd_connect_scan_done(&st) ? sum : 0) == head_len,
+              "byte by byte", idx);
+    }
+}
+
+
+static size_t
+gen_put(unsigned char *b, size_t n, const char *s)
+{
+    size_t  l;
+
+    l = strlen(s);
+    memcpy(b + n, s, l);
+
+    return n + l;
+}
+
+
+static const char *
+gen_eol(void)
+{
+    return (t_rand() % 2) ? "\r\n" : "\n";
+}
+
+
+/* a random head, valid unless mutated, with random bytes after it */
+
+static size_t
+gen_head(unsigned char *b)
+{
+    size_t  n, i, k, l;
+
+    static const char  *targets[] = {
+        "example.com:443", "[::1]:443", "a:1", "bad!name.test:443",
+        "10.0.0.1:8443", "x"
+    };
+
+    static const char  tchar[] = "abcXYZ019-_!#~";
+    static const char  vchar[] = "ab Z:\t\x80\xff;=,\"";
+    static const char  any[] = "\r\n \t\0a:\x80";
+
+    n = gen_put(b, 0, (t_rand() % 8) ? "CONNECT " : "GET ");
+    n = gen_put(b, n, targets[t_rand() % 6]);
+    n = gen_put(b, n, (t_rand() % 2) ? " HTTP/1.1" : " HTTP/1.0");
+    n = gen_put(b, n, gen_eol());
+
+    k = t_rand() % 7;
+
+    for (i = 0; i < k; i++) {
+        for (l = 1 + t_rand() % 8; l; l--) {
+            b[n++] = (unsigned char) tchar[t_rand() % (sizeof(tchar) - 1)];
+        }
+
+        b[n++] = ':';
+
+        for (l = t_rand() % 20; l; l--) {
+            b[n++] = (unsigned char) vchar[t_rand() % (sizeof(vchar) - 1)];
+        }
+
+        n = gen_put(b, n, gen_eol());
+    }
+
+    n = gen_put(b, n, gen_eol());
+
+    for (l = t_rand() % 24; l; l--) {
+        b[n++] = (unsigned char) any[t_rand() % (sizeof(any) - 1)];
+    }
+
+    /* mutations: replace, insert or delete a byte */
+
+    for (k = t_rand() % 4; k && n > 1; k--) {
+        i = t_rand() % n;
+
+        switch (t_rand() % 3) {
+        case 0:
+            b[i] = (unsigned char) any[t_rand() % (sizeof(any) - 1)];
+            break;
+        case 1:
+            memmove(b + i + 1, b + i, n - i);
+            b[i] = (unsigned char) any[t_rand() % (sizeof(any) - 1)];
+            n++;
+            break;
+        default:
+            memmove(b + i, b + i + 1, n - i - 1);
+            n--;
+            break;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+test_scan(void)
+{
+    int                  i, rc;
+    size_t               len, ok, other;
+    unsigned char        buf[1024];
+    mcd_connect_t        r;
+    mcd_connect_scan_t   st;
+
+    /* the parser's own cases */
+
+    for (i = 0; cases[i].in != NULL; i++) {
+        len = cases[i].len ? cases[i].len : strlen(cases[i].in);
+
+        rc = mcd_connect_parse((const unsigned char *) cases[i].in, len,
+                               T_MAX_HEAD, &r);
+
+        if (rc == OK) {
+            check_scan(i, (const unsigned char *) cases[i].in, len,
+                       r.head_len);
+        }
+    }
+
+    /* fixed ones */
+
+    check_scan(0, (const unsigned char *) "CONNECT a:1 HTTP/1.1\n\n", 22, 22);
+    check_scan(0, (const unsigned char *) "C\n\r\n", 4, 4);
+    check_scan(0, (const unsigned char *) "C\r\n\r\nX\n\n", 9, 5);
+    check_scan(0, (const unsigned char *) "C\nA: b\r\n\r\r\n\n", 12, 12);
+    check_scan(0, (const unsigned char *) "C\r\nA: b\r\n", 9, 0);
+    check_scan(0, (const unsigned char *) "", 0, 0);
+
+    /* random heads, cut everywhere */
+
+    ok = 0;
+    other = 0;
+
+    for (i = 0; i < 4000; i++) {
+        len = gen_head(buf);
+
+        rc = mcd_connect_parse(buf, len, sizeof(buf), &r);
+
+        if (rc == OK) {
+            ok++;
+            check_scan(i, buf, len, r.head_len);
+
+        } else {
+            other++;
+
+            /* no check of the result, but it must stay in bounds */
+
+            memset(&st, 0, sizeof(st));
+            CHECK(mcd_connect_scan(&st, buf, len) <= len, "in bounds", i);
+        }
+    }
+
+    CHECK(ok > 1000 && other > 1000, "both kinds generated", (int) ok);
+
+    /* done is sticky, and a NULL piece of no bytes is fine */
+
+    memset(&st, 0, sizeof(st));
+    CHECK(mcd_connect_scan(&st, NULL, 0) == 0 && !mcd_connect_scan_done(&st),
+          "empty piece", 0);
+    CHECK(mcd_connect_scan(&st, (const unsigned char *) "C\n\nX", 4) == 3
+          && mcd_connect_scan_done(&st) && st.total == 3, "done", 0);
+    CHECK(mcd_connect_scan(&st, (const unsigned char *) "\n\n", 2) == 0
+          && st.total == 3, "sticky", 0);
+}
+
+
+/*
+ * The scan is linear: a 4 MB head without its end, fed a byte at a time
+ * and then in one piece, is scanned in about the same time as it takes
+ * to touch it.  Not timed (that would be flaky); the point is that the
+ * byte-at-a-time feed finishes at all within the test's run.
+ */
+
+static void
+test_scan_large(void)
+{
+    size_t               len, k, sum;
+    unsigned char       *buf;
+    mcd_connect_scan_t   st;
+
+    len = 4u << 20;
+
+    buf = malloc(len);
+    if (buf == NULL) {
+        abort();
+    }
+
+    for (k = 0; k < len; k++) {
+        buf[k] = (k % 64 == 63) ? '\n' : 'x';
+    }
+
+    memset(&st, 0, sizeof(st));
+    sum = 0;
+
+    for (k = 0; k < len; k++) {
+        sum += mcd_connect_scan(&st, buf + k, 1);
+    }
+
+    CHECK(sum == len && !mcd_connect_scan_done(&st) && st.total == len,
+          "large, byte by byte", 0);
+
+    CHECK(mcd_connect_scan(&st, (const unsigned char *) "\r\nrest", 6) == 2
+          && mcd_connect_scan_done(&st) && st.total == len + 2,
+          "large, then the end", 0);
+
+    free(buf);
+}
+
+
 int
 main(void)
 {
@@ -659,6 +1145,9 @@ main(void)
     test_field_count();
     test_max_head_edges();
     test_byte_flips();
+    test_method();
+    test_scan();
+    test_scan_large();
 
     printf("test_connect: %u checks, %u failed\n", checks, failed);
 
