@@ -9,7 +9,9 @@
  * (high 4 bits).  In raw mode the rest is the peeked data.  In framed
  * mode byte 1 gives a fragment size and the rest is a ClientHello body
  * that gets a handshake header and is cut into records, so that the
- * fuzzer spends its time inside the hello rather than on the framing.
+ * fuzzer spends its time inside the hello rather than on the framing
+ * (the fragment size is raised so that the hello fits in
+ * MCD_TLS_MAX_RECORDS records, unless bit 0x08 of byte 0 is set).
  * An input that starts with 22 is taken whole with a 16 KiB scratch, so
  * captured hellos seed it as they are:
  *
@@ -18,8 +20,9 @@
  *
  * Besides memory safety (the input and scratch are exact-size heap
  * blocks) it checks that results stay inside scratch, that records_len
- * stays inside the input, and that a prefix of the input either asks for
- * more bytes or gives exactly the answer that the whole input gives.
+ * stays inside the input, that a prefix of the input either asks for
+ * more bytes or gives exactly the answer that the whole input gives, and
+ * that mcd_tls_hello_need() agrees with the parser.
  */
 
 
@@ -247,7 +250,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int               rc, prc;
-    size_t            len, scratch_size, split[4], i, n, out_size;
+    size_t            len, scratch_size, split[4], i, n, out_size, frag,
+                      mrec, nd, pnd, k;
     unsigned char    *buf, *scratch, *scratch2, *out;
     unsigned char     alert[MCD_TLS_ALERT_LEN];
     mcd_tls_hello_t   h, ph;
@@ -267,9 +271,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(buf, data, len);
 
     } else if (data[0] & 0x80) {
-        /* framed mode */
-        buf = fz_frame(data + 2, size - 2, (size_t) data[1] * (data[0] & 0x70)
-                                           / 16 + data[1], &len);
+        /* framed mode; at most 16 records unless 0x08 asks for more */
+        frag = (size_t) data[1] * (data[0] & 0x70) / 16 + data[1];
+        mrec = (size - 2 + 4 + MCD_TLS_MAX_RECORDS - 1) / MCD_TLS_MAX_RECORDS;
+
+        if (!(data[0] & 0x08) && frag < mrec) {
+            frag = mrec;
+        }
+
+        buf = fz_frame(data + 2, size - 2, frag, &len);
 
     } else {
         len = size - 1;
@@ -311,6 +321,64 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         prc = mcd_tls_parse_client_hello(buf, h.records_len - 1, scratch2,
                                          scratch_size, &ph);
         FZ_ASSERT(prc == MCD_TLS_AGAIN);
+    }
+
+    /*
+     * mcd_tls_hello_need(): past the end while AGAIN, the records' end
+     * on OK, 0 for what is not TLS; never less for more bytes, and the
+     * same for every length up to it (or 0 where a header byte is bad)
+     */
+
+    nd = mcd_tls_hello_need(buf, len);
+
+    if (rc == MCD_TLS_AGAIN) {
+        FZ_ASSERT(nd > len);
+    }
+
+    if (rc == MCD_TLS_OK) {
+        FZ_ASSERT(nd == h.records_len);
+    }
+
+    if (rc == MCD_TLS_NOT_TLS) {
+        FZ_ASSERT(nd == 0);
+    }
+
+    if (rc == MCD_TLS_ERROR && h.detail != NULL
+        && strcmp(h.detail, "ClientHello in too many records") == 0)
+    {
+        FZ_ASSERT(nd == 0);
+    }
+
+    for (i = 0; i < 4; i++) {
+        if (split[i] > len) {
+            continue;
+        }
+
+        prc = mcd_tls_parse_client_hello(buf, split[i], scratch2,
+                                         scratch_size, &ph);
+        pnd = mcd_tls_hello_need(buf, split[i]);
+
+        if (prc != MCD_TLS_AGAIN) {
+            continue;
+        }
+
+        FZ_ASSERT(pnd > split[i]);
+
+        if (rc == MCD_TLS_AGAIN) {
+            FZ_ASSERT(pnd <= nd);
+        }
+
+        for (k = split[i] + 1; k < pnd && k <= len && k < split[i] + 8;
+             k++)
+        {
+            n = mcd_tls_hello_need(buf, k);
+            FZ_ASSERT(n == pnd || n == 0);
+        }
+
+        if (pnd - 1 <= len) {
+            n = mcd_tls_hello_need(buf, pnd - 1);
+            FZ_ASSERT(n == pnd || n == 0);
+        }
     }
 
     /* the formatter on arbitrary bytes, into an exact-size buffer */

@@ -48,7 +48,7 @@ int
 mcd_tls_parse_client_hello(const unsigned char *buf, size_t len,
     unsigned char *scratch, size_t scratch_size, mcd_tls_hello_t *h)
 {
-    size_t  pos, frag, rlen, avail, off, n, have, need, mlen;
+    size_t  pos, frag, rlen, avail, off, n, have, need, mlen, records;
     int     known;
 
     memset(h, 0, sizeof(mcd_tls_hello_t));
@@ -79,6 +79,7 @@ mcd_tls_parse_client_hello(const unsigned char *buf, size_t len,
     have = 0;
     need = MCD_TLS_HS_HEADER_LEN;
     known = 0;
+    records = 0;
 
     for ( ;; ) {
 
@@ -173,12 +174,88 @@ mcd_tls_parse_client_hello(const unsigned char *buf, size_t len,
         if (known && have == need) {
             break;
         }
+
+        if (++records == MCD_TLS_MAX_RECORDS) {
+            return mcd_tls_fail(h, MCD_TLS_ERROR,
+                                "ClientHello in too many records");
+        }
     }
 
     h->records_len = pos;
 
     return mcd_tls_parse_body(scratch + MCD_TLS_HS_HEADER_LEN,
                               need - MCD_TLS_HS_HEADER_LEN, h);
+}
+
+
+/*
+ * Walks the record headers as mcd_tls_parse_client_hello() does, without
+ * copying anything: only the handshake header (4 bytes) is looked at,
+ * for the message length; the other handshake bytes are only counted.
+ */
+
+size_t
+mcd_tls_hello_need(const unsigned char *buf, size_t len)
+{
+    size_t         pos, rlen, end, have, mlen, k, records;
+    unsigned char  hs[MCD_TLS_HS_HEADER_LEN];
+
+    pos = 0;
+    have = 0;
+    mlen = 0;
+
+    for (records = 0; records < MCD_TLS_MAX_RECORDS; records++) {
+
+        /* the bytes present of the record header are checked at once */
+
+        if (len - pos >= 1 && buf[pos] != MCD_TLS_RECORD_HANDSHAKE) {
+            return 0;
+        }
+
+        if (len - pos >= 2 && buf[pos + 1] != 3) {
+            return 0;
+        }
+
+        if (len - pos < MCD_TLS_RECORD_HEADER_LEN) {
+            return pos + MCD_TLS_RECORD_HEADER_LEN;
+        }
+
+        rlen = mcd_tls_get16(buf + pos + 3);
+
+        if (rlen == 0 || rlen > MCD_TLS_MAX_RECORD) {
+            return 0;
+        }
+
+        end = pos + MCD_TLS_RECORD_HEADER_LEN + rlen;
+
+        if (end > len) {
+            return end;
+        }
+
+        /* a whole record: the handshake header, then a byte count */
+
+        for (k = 0; k < rlen && have < MCD_TLS_HS_HEADER_LEN; k++) {
+            hs[have++] = buf[pos + MCD_TLS_RECORD_HEADER_LEN + k];
+        }
+
+        if (have > 0 && hs[0] != MCD_TLS_CLIENT_HELLO) {
+            return 0;
+        }
+
+        if (have == MCD_TLS_HS_HEADER_LEN && mlen == 0) {
+            mlen = MCD_TLS_HS_HEADER_LEN + mcd_tls_get24(hs + 1);
+        }
+
+        have += rlen - k;
+
+        if (mlen && have >= mlen) {
+            return end;
+        }
+
+        pos = end;
+    }
+
+    return 0;
 }
 
 

@@ -26,6 +26,9 @@
 /* the largest record length accepted: 2^14 plus the ciphertext slack */
 #define MCD_TLS_MAX_RECORD   (16384 + 2048)
 
+/* the most records a ClientHello may be spread over */
+#define MCD_TLS_MAX_RECORDS  16
+
 #define MCD_TLS_ALERT_HANDSHAKE_FAILURE   40
 #define MCD_TLS_ALERT_ACCESS_DENIED       49
 #define MCD_TLS_ALERT_DECODE_ERROR        50
@@ -71,10 +74,31 @@ typedef struct {
  * and sni and alpn point into scratch, which must stay untouched while
  * they are used.  The result depends only on buf[0 .. len) and
  * scratch_size: a call on more bytes never contradicts a final answer
- * given for fewer.
+ * given for fewer.  A ClientHello that is not complete within
+ * MCD_TLS_MAX_RECORDS whole records yields MCD_TLS_ERROR ("ClientHello
+ * in too many records") as soon as that many records are there.
  */
 int mcd_tls_parse_client_hello(const unsigned char *buf, size_t len,
     unsigned char *scratch, size_t scratch_size, mcd_tls_hello_t *h);
+
+/*
+ * How many bytes from the start of the stream must be present before
+ * parsing buf[0 .. len) again can make progress, for a caller that got
+ * MCD_TLS_AGAIN: the end of the first incomplete record (its start plus
+ * 5 when even its header is incomplete, so 5 for an empty buffer), given
+ * the record headers seen.  The parser reads records whole, so with
+ * fewer bytes than that it says MCD_TLS_AGAIN again (unless a byte of
+ * an incomplete header is already wrong); the result is always > len
+ * while it says MCD_TLS_AGAIN, and never decreases as bytes are added.
+ * Returns 0 when the bytes present are not a ClientHello's records (a
+ * record that is not a handshake record, a bad record version, an empty
+ * or over-long record, a handshake message that is not a ClientHello,
+ * more than MCD_TLS_MAX_RECORDS records): the parser says NOT_TLS or
+ * ERROR then.  When the records present already hold the whole
+ * handshake message, returns where they end (<= len; records_len when
+ * the parser says MCD_TLS_OK).  Costs at most MCD_TLS_MAX_RECORDS steps.
+ */
+size_t mcd_tls_hello_need(const unsigned char *buf, size_t len);
 
 /*
  * Formats a ProtocolNameList as "h2,http/1.1" into out, always

@@ -1497,6 +1497,239 @@ test_alert(void)
 }
 
 
+/*
+ * mcd_tls_hello_need() and the record limit on a framing of a valid
+ * hello whose records end at ends[0 .. nrec), the stream being n bytes
+ * (perhaps more than the records): every prefix is parsed, and need()
+ * must be > the prefix while the parser says AGAIN, never decrease,
+ * stay the same until that many bytes are there, and be exactly the
+ * next record header's end or record's end.
+ */
+
+static void
+check_need(const char *name, const unsigned char *rec, size_t n,
+    const size_t *ends, size_t nrec)
+{
+    int              rc;
+    size_t           k, nd, prev, want, r, bad, done_at;
+    mcd_tls_hello_t  h;
+
+    bad = 0;
+    prev = 0;
+
+    /* where the parser's answer is final: the hello's end, or record 16 */
+
+    done_at = (nrec <= MCD_TLS_MAX_RECORDS) ? ends[nrec - 1]
+                                            : ends[MCD_TLS_MAX_RECORDS - 1];
+
+    for (k = 0; k <= n; k++) {
+        rc = parse(rec, k, T_SCRATCH, &h);
+        nd = mcd_tls_hello_need(rec, k);
+
+        /* the expected value, from the framing */
+
+        want = 5;
+
+        for (r = 0; r < nrec; r++) {
+            if (k < ends[r]) {
+                want = (k < (r ? ends[r - 1] : 0) + 5)
+                       ? (r ? ends[r - 1] : 0) + 5 : ends[r];
+                break;
+            }
+
+            want = ends[r] + 5;
+        }
+
+        if (k >= done_at) {
+            want = (nrec <= MCD_TLS_MAX_RECORDS) ? ends[nrec - 1] : 0;
+        }
+
+        if (k < done_at) {
+            if (rc != AGAIN || nd <= k || nd < prev || nd != want
+                || (k < prev && nd != prev))
+            {
+                if (bad++ == 0) {
+                    fprintf(stderr, "    %s: prefix %zu: rc %d, need %zu, "
+                            "want %zu, before %zu\n", name, k, rc, nd, want,
+                            prev);
+                }
+            }
+
+        } else if (nrec <= MCD_TLS_MAX_RECORDS) {
+            if (rc != OK || h.records_len != ends[nrec - 1] || nd != want) {
+                if (bad++ == 0) {
+                    fprintf(stderr, "    %s: prefix %zu: rc %d, need %zu\n",
+                            name, k, rc, nd);
+                }
+            }
+
+        } else {
+            if (rc != ERR || nd != 0
+                || strcmp(h.detail, "ClientHello in too many records") != 0)
+            {
+                if (bad++ == 0) {
+                    fprintf(stderr, "    %s: prefix %zu: rc %d, need %zu\n",
+                            name, k, rc, nd);
+                }
+            }
+        }
+
+        prev = nd;
+    }
+
+    CHECK(bad == 0, name);
+}
+
+
+/* msg cut into records of the sizes frags[0 .. nfrags), then checked */
+
+static void
+check_need_framing(const char *name, const unsigned char *msg, size_t mlen,
+    const size_t *frags, size_t nfrags, const unsigned char *tail,
+    size_t tail_len)
+{
+    size_t          n, i, p, f, nrec, ends[4096];
+    unsigned char  *out;
+
+    out = malloc(mlen + 5 * (mlen + nfrags + 1) + tail_len);
+    if (out == NULL) {
+        abort();
+    }
+
+    n = frame(out, msg, mlen, frags, nfrags);
+
+    /* the record ends, as frame() cut them */
+
+    nrec = 0;
+
+    for (i = 0, p = 0, f = 0; p < mlen; i++) {
+        f = (i < nfrags) ? frags[i] : mlen - p;
+        if (f > mlen - p) {
+            f = mlen - p;
+        }
+
+        p += f;
+        ends[nrec] = (nrec ? ends[nrec - 1] : 0) + 5 + f;
+        nrec++;
+    }
+
+    CHECK(ends[nrec - 1] == n, name);
+
+    memcpy(out + n, tail, tail_len);
+
+    check_need(name, out, n + tail_len, ends, nrec);
+
+    free(out);
+}
+
+
+static void
+test_need(void)
+{
+    size_t                i, k, mlen, q, frags[40];
+    char                  name[64];
+    const unsigned char  *msg;
+
+    static const unsigned char  ccs[] = {
+        0x14, 0x03, 0x03, 0x00, 0x01, 0x01
+    };
+
+    static const struct {
+        const char  *in;
+        size_t       len;
+        size_t       need;
+    } fixed[] = {
+        { "", 0, 5 },
+        { "\x16", 1, 5 },
+        { "\x16\x03", 2, 5 },
+        { "\x16\x03\x01\x00", 4, 5 },
+        { "\x16\x03\x01\x00\x05", 5, 10 },
+        { "\x16\x03\x01\x00\x05\x01\x00", 7, 10 },
+        { "\x16\x03\x01\x48\x00", 5, 18437 },
+        { "\x16\x03\x01\x00\x01\x01", 6, 11 },
+        { "\x16\x03\x01\x00\x01\x01\x16\x03\x03\x00", 10, 11 },
+        { "\x16\x03\x01\x00\x01\x01\x16\x03\x03\x00\x02\x00", 12, 13 },
+        { "\x16\x03\x01\x00\x04\x01\x00\x00\x00", 9, 9 },
+        { "\x16\x03\x01\x00\x04\x01\x00\x00\x01", 9, 14 },
+        { "\x16\x03\x01\x00\x04\x01\xff\xff\xff", 9, 14 },
+        { "\x17", 1, 0 },
+        { "\x15\x03\x03", 3, 0 },
+        { "\x80\x2e\x01\x03\x01", 5, 0 },
+        { "\x16\x02", 2, 0 },
+        { "\x16\x03\x01\x00\x00", 5, 0 },
+        { "\x16\x03\x01\x48\x01", 5, 0 },
+        { "\x16\x03\x01\x00\x01\x02", 6, 0 },
+        { "\x16\x03\x01\x00\x01\x01\x17", 7, 0 },
+        { "\x16\x03\x01\x00\x01\x01\x16\x02", 8, 0 },
+        { "\x16\x03\x01\x00\x01\x01\x16\x03\x01\x00\x00", 11, 0 },
+    };
+
+    static const struct {
+        const char           *name;
+        const unsigned char  *rec;
+        size_t                len;
+    } real[] = {
+        { "sni", hello_sni, sizeof(hello_sni) },
+        { "tls12", hello_tls12, sizeof(hello_tls12) },
+        { "ffdhe8192", hello_ffdhe8192, sizeof(hello_ffdhe8192) },
+    };
+
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        CHECK(mcd_tls_hello_need((const unsigned char *) fixed[i].in,
+                                 fixed[i].len) == fixed[i].need,
+              fixed[i].in[0] ? "need, fixed" : "need, empty");
+    }
+
+    CHECK(mcd_tls_hello_need(NULL, 0) == 5, "need, NULL");
+
+    for (i = 0; i < sizeof(real) / sizeof(real[0]); i++) {
+        mlen = msg_of(real[i].rec, real[i].len, &msg);
+
+        /* one record, and the records after the hello ignored */
+
+        snprintf(name, sizeof(name), "need %s whole", real[i].name);
+        check_need_framing(name, msg, mlen, NULL, 0, NULL, 0);
+        check_need_framing(name, msg, mlen, NULL, 0, ccs, sizeof(ccs));
+
+        /* two records, split everywhere near the start and end */
+
+        for (k = 1; k < mlen; k += (k < 12 || k > mlen - 12) ? 1 : 53) {
+            snprintf(name, sizeof(name), "need %s 2 at %zu", real[i].name,
+                     k);
+            frags[0] = k;
+            check_need_framing(name, msg, mlen, frags, 1, ccs, sizeof(ccs));
+        }
+
+        /* 3 .. 17 records of (nearly) equal size; 17 is too many */
+
+        for (q = 3; q <= MCD_TLS_MAX_RECORDS + 1; q++) {
+            for (k = 0; k < q; k++) {
+                frags[k] = mlen / q + (k < mlen % q);
+            }
+
+            snprintf(name, sizeof(name), "need %s %zu records",
+                     real[i].name, q);
+            check_need_framing(name, msg, mlen, frags, q, ccs, sizeof(ccs));
+        }
+
+        /* 16 records of 1 byte and the rest, 17 with 16 tiny ones */
+
+        for (k = 0; k < 40; k++) {
+            frags[k] = 1 + k % 3;
+        }
+
+        snprintf(name, sizeof(name), "need %s 15 tiny", real[i].name);
+        check_need_framing(name, msg, mlen, frags, 15, NULL, 0);
+
+        snprintf(name, sizeof(name), "need %s 16 tiny", real[i].name);
+        check_need_framing(name, msg, mlen, frags, 16, NULL, 0);
+
+        snprintf(name, sizeof(name), "need %s 39 tiny", real[i].name);
+        check_need_framing(name, msg, mlen, frags, 39, NULL, 0);
+    }
+}
+
+
 int
 main(void)
 {
@@ -1511,6 +1744,7 @@ main(void)
     test_alert();
     test_synthetic();
     test_real_hellos();
+    test_need();
 
     free(work);
     free(scratch_mem);
