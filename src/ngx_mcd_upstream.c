@@ -171,8 +171,9 @@ ngx_mcd_destination(ngx_conf_t *cf, ngx_array_t **rules)
             != 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"mcd_destination\"%s%s",
-                               &value[i], err ? ": " : "", err ? err : "");
+                               "invalid value \"%V\" in "
+                               "\"mcd_destination\"%s%s", &value[i],
+                               err ? ": " : "", err ? err : "");
             return NGX_CONF_ERROR;
         }
     }

@@ -94,6 +94,7 @@ typedef struct {
     size_t                       peek_size;
     size_t                       head_len;          /* consumed so far */
     mcd_connect_scan_t           scan;
+    size_t                       need;              /* ClientHello bytes */
     int                          lowat;             /* SO_RCVLOWAT set */
 
     ngx_mcd_upstream_t           upstream_step;

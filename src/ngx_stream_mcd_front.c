@@ -344,6 +344,7 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 void
 ngx_stream_mcd_transparent_handler(ngx_event_t *rev)
 {
+    int                    avail;
     u_char                *scratch;
     size_t                 need;
     ssize_t                n;
@@ -366,6 +367,20 @@ ngx_stream_mcd_transparent_handler(ngx_event_t *rev)
         ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST,
                               NGX_MCD_REASON_BAD_REQUEST,
                               "timed out reading the ClientHello");
+        return;
+    }
+
+    /*
+     * a wakeup before the missing bytes are all there (the kernel wakes
+     * early under receive memory pressure, e.g. for tiny segments) costs
+     * one FIONREAD, not a peek of everything received so far
+     */
+
+    if (ctx->need
+        && ioctl(c->fd, FIONREAD, &avail) == 0
+        && avail >= 0 && (size_t) avail < ctx->need)
+    {
+        ngx_stream_mcd_peek_more(s, "truncated ClientHello");
         return;
     }
 
@@ -409,7 +424,8 @@ ngx_stream_mcd_transparent_handler(ngx_event_t *rev)
         need = mcd_tls_hello_need(ctx->peek, n);
 
         if (need > (size_t) n) {
-            ngx_stream_mcd_lowat(s, (int) ngx_min(need, ctx->peek_size));
+            ctx->need = ngx_min(need, ctx->peek_size);
+            ngx_stream_mcd_lowat(s, (int) ctx->need);
         }
 
         ngx_stream_mcd_peek_more(s, "truncated ClientHello");
