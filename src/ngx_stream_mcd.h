@@ -31,6 +31,7 @@
 
 
 #define NGX_STREAM_MCD_MIN_BUFFER      1024
+#define NGX_STREAM_MCD_LOG_LINE        128
 
 #define NGX_STREAM_CLIENT_CLOSED       499
 #define NGX_STREAM_MCD_UNAVAILABLE     503
@@ -93,6 +94,7 @@ typedef struct {
     u_char                      *peek;              /* the head, consumed */
     size_t                       peek_size;
     size_t                       head_len;          /* consumed so far */
+    size_t                       peeked;            /* valid in peek */
     mcd_connect_scan_t           scan;
     size_t                       need;              /* ClientHello bytes */
     int                          lowat;             /* SO_RCVLOWAT set */

@@ -96,6 +96,8 @@ ngx_stream_mcd_explicit_handler(ngx_event_t *rev)
             return;
         }
 
+        ctx->peeked = n;
+
         switch (mcd_connect_method(ctx->peek, n)) {
 
         case MCD_CONNECT_OK:
@@ -252,6 +254,7 @@ ngx_stream_mcd_read_head(ngx_stream_session_t *s)
         }
 
         ctx->head_len += k;
+        ctx->peeked = ctx->head_len;
 
         if (!mcd_connect_scan_done(&ctx->scan)) {
             continue;

@@ -153,6 +153,24 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
      * so that it can neither end the quoted string nor start a log line
      */
 
+    if (ctx->host.len == 0 && ctx->peek != NULL && ctx->peeked) {
+
+        /* a request refused before its host was known: its first line */
+
+        host.data = ctx->peek;
+
+        for (host.len = 0;
+             host.len < ctx->peeked && host.len < NGX_STREAM_MCD_LOG_LINE;
+             host.len++)
+        {
+            if (host.data[host.len] == CR || host.data[host.len] == LF) {
+                break;
+            }
+        }
+
+        ctx->host = host;
+    }
+
     if (ctx->upstream.len) {
         host = ctx->upstream;
 

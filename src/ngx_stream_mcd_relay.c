@@ -182,9 +182,12 @@ ngx_stream_mcd_relay(ngx_stream_session_t *s)
         if (ctx->upstream_reset) {
             /* what a direct connection would have shown the client */
 
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "mcd: upstream reset the connection, resetting "
-                          "the client's");
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "mcd %V: tunnel \"%V\" from %V reset by the "
+                          "upstream, the client's connection is reset too, "
+                          "reason \"upstream_reset\"",
+                          &ngx_stream_mcd_modes[ctx->conf->mode],
+                          &ctx->upstream, &c->addr_text);
 
             ctx->reason = NGX_MCD_REASON_UPSTREAM_RESET;
             ngx_stream_mcd_reset(c);
