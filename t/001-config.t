@@ -392,7 +392,7 @@ for my $f ('explicit', 'transparent') {
     my ($stream) = grep { /stream/ } split ' ', $mods;
     my ($mcd) = grep { /mcd/ } split ' ', $mods;
     $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
-    $text =~ s{modules/ngx_mcd_module\.so}{$mcd};
+    $text =~ s{load_module modules/ngx_mcd_module\.so;}{$mcd ? "load_module $mcd;" : ''}e;
     $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};
     $text =~ s{/var/log/nginx/}{$d/ex/}g;
     $text =~ s{/run/nginx\.pid}{$d/ex/nginx.pid};
