@@ -24,6 +24,12 @@ typedef struct {
 } ngx_mcd_hosts_pair_t;
 
 
+typedef struct {
+    ngx_str_t                *phrase;            /* NULL: none configured */
+    ngx_uint_t                asked;             /* unsigned  asked:1; */
+} ngx_mcd_ca_pass_t;
+
+
 static void *ngx_mcd_create_conf(ngx_cycle_t *cycle);
 static char *ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf);
 
@@ -52,11 +58,19 @@ static char *ngx_mcd_ca_certificate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_mcd_ca_certificate_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_mcd_ca_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_mcd_certificate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_mcd_ca_load_key(ngx_cycle_t *cycle,
+    ngx_mcd_conf_t *mcf);
+static int ngx_mcd_ca_password_cb(char *buf, int size, int rwflag,
+    void *userdata);
+static void ngx_mcd_ca_passwords_wipe(void *data);
 static void ngx_mcd_ca_cleanup(void *data);
 static void ngx_mcd_ssl_error(ngx_conf_t *cf, const char *fmt,
     ngx_str_t *name);
+static u_char *ngx_mcd_ssl_errors(u_char *p, u_char *last);
 
 
 static ngx_command_t  ngx_mcd_commands[] = {
@@ -85,6 +99,13 @@ static ngx_command_t  ngx_mcd_commands[] = {
     { ngx_string("mcd_ca_certificate_key"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
       ngx_mcd_ca_certificate_key,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("mcd_ca_password_file"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_mcd_ca_password_file,
       0,
       0,
       NULL },
@@ -147,6 +168,8 @@ ngx_mcd_create_conf(ngx_cycle_t *cycle)
      *     mcf->ca_certificate = { 0, NULL };
      *     mcf->ca = NULL;
      *     mcf->ca_key = NULL;
+     *     mcf->ca_password_file = { 0, NULL };
+     *     mcf->ca_passwords = NULL;
      */
 
     if (ngx_array_init(&mcf->profiles, cycle->pool, 4,
@@ -175,6 +198,7 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
 {
     ngx_mcd_conf_t  *mcf = conf;
 
+    ngx_int_t               rc;
     ngx_uint_t              i, j;
     ngx_mcd_profile_t     **profiles, *profile;
     ngx_mcd_profile_ref_t  *ref;
@@ -221,7 +245,7 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
         }
     }
 
-    if (mcf->ca != NULL && mcf->ca_key == NULL) {
+    if (mcf->ca != NULL && mcf->ca_certificate_key.data == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "no \"mcd_ca_certificate_key\" for "
                       "\"mcd_ca_certificate\" in %s:%ui",
@@ -229,12 +253,27 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (mcf->ca == NULL && mcf->ca_key != NULL) {
+    if (mcf->ca == NULL && mcf->ca_certificate_key.data != NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "\"mcd_ca_certificate_key\" without "
                       "\"mcd_ca_certificate\" in %s:%ui",
                       mcf->ca_conf_file, mcf->ca_conf_line);
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * the key is loaded once the whole main context is read, so that
+     * "mcd_ca_password_file" may come before or after it
+     */
+
+    if (mcf->ca_certificate_key.data != NULL) {
+        rc = ngx_mcd_ca_load_key(cycle, mcf);
+
+        ngx_mcd_ca_passwords_wipe(mcf->ca_passwords);
+
+        if (rc != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (mcf->ca != NULL && X509_check_private_key(mcf->ca, mcf->ca_key) != 1)
@@ -1193,7 +1232,7 @@ ngx_mcd_ca_certificate_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t           *value, file;
     ngx_pool_cleanup_t  *cln;
 
-    if (mcf->ca_key != NULL) {
+    if (mcf->ca_certificate_key.data != NULL) {
         return "is duplicate";
     }
 
@@ -1221,22 +1260,119 @@ ngx_mcd_ca_certificate_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         cln->data = mcf;
     }
 
+    /* the key itself is loaded by ngx_mcd_init_conf() */
+
     bio = BIO_new_file((char *) file.data, "r");
     if (bio == NULL) {
         ngx_mcd_ssl_error(cf, "cannot open CA key \"%V\"", &file);
         return NGX_CONF_ERROR;
     }
 
-    mcf->ca_key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-
     BIO_free(bio);
 
-    if (mcf->ca_key == NULL) {
-        ngx_mcd_ssl_error(cf, "cannot load CA key \"%V\"", &file);
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_mcd_ca_password_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_mcd_conf_t  *mcf = conf;
+
+    u_char              *p, *last, *end, *data;
+    size_t               len;
+    ngx_str_t           *value, file, content, *phrase;
+    ngx_pool_cleanup_t  *cln;
+
+    if (mcf->ca_password_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->ca_password_file = file;
+
+    mcf->ca_passwords = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (mcf->ca_passwords == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the phrases are wiped once the key is loaded, or with the pool */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_mcd_ca_passwords_wipe;
+    cln->data = mcf->ca_passwords;
+
+    if (ngx_mcd_read_file(cf, &file, &content, "CA password file") != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* one pass phrase a line; empty lines are skipped */
+
+    p = content.data;
+    last = content.data + content.len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, LF);
+        if (end == NULL) {
+            end = last;
+        }
+
+        len = end - p;
+
+        if (len > 0 && p[len - 1] == CR) {
+            len--;
+        }
+
+        if (len > 0) {
+            data = ngx_pnalloc(cf->pool, len);
+            if (data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(data, p, len);
+
+            phrase = ngx_array_push(mcf->ca_passwords);
+            if (phrase == NULL) {
+                ngx_explicit_memzero(data, len);
+                goto failed;
+            }
+
+            phrase->len = len;
+            phrase->data = data;
+        }
+
+        p = end + 1;
+    }
+
+    ngx_explicit_memzero(content.data, content.len);
+    ngx_free(content.data);
+
+    if (mcf->ca_passwords->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no pass phrase in CA password file \"%V\"",
+                           &file);
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+
+failed:
+
+    ngx_explicit_memzero(content.data, content.len);
+    ngx_free(content.data);
+
+    return NGX_CONF_ERROR;
 }
 
 
@@ -1304,6 +1440,137 @@ invalid:
 }
 
 
+/*
+ * the CA key: each pass phrase of "mcd_ca_password_file" in turn; OpenSSL
+ * never prompts for one (an encrypted key with no phrase configured fails)
+ */
+
+static ngx_int_t
+ngx_mcd_ca_load_key(ngx_cycle_t *cycle, ngx_mcd_conf_t *mcf)
+{
+    BIO                *bio;
+    u_char              errstr[NGX_MAX_CONF_ERRSTR], *p, *last;
+    ngx_str_t          *phrases;
+    ngx_uint_t          i, n;
+    ngx_mcd_ca_pass_t   pass;
+
+    if (mcf->ca_passwords != NULL) {
+        phrases = mcf->ca_passwords->elts;
+        n = mcf->ca_passwords->nelts;
+
+    } else {
+        phrases = NULL;
+        n = 0;
+    }
+
+    bio = BIO_new_file((char *) mcf->ca_certificate_key.data, "r");
+    if (bio == NULL) {
+        goto failed;
+    }
+
+    pass.asked = 0;
+
+    for (i = 0; /* void */ ; i++) {
+
+        pass.phrase = (i < n) ? &phrases[i] : NULL;
+
+        mcf->ca_key = PEM_read_bio_PrivateKey(bio, NULL,
+                                              ngx_mcd_ca_password_cb, &pass);
+
+        if (mcf->ca_key != NULL || !pass.asked || i + 1 >= n) {
+            break;
+        }
+
+        /* a wrong pass phrase: the next one */
+
+        ERR_clear_error();
+
+        if (BIO_reset(bio) != 0) {
+            break;
+        }
+    }
+
+    BIO_free(bio);
+
+    if (mcf->ca_key != NULL) {
+        return NGX_OK;
+    }
+
+    if (pass.asked && n == 0) {
+        ERR_clear_error();
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "CA key \"%V\" is encrypted, but no "
+                      "\"mcd_ca_password_file\" is configured in %s:%ui",
+                      &mcf->ca_certificate_key,
+                      mcf->ca_conf_file, mcf->ca_conf_line);
+        return NGX_ERROR;
+    }
+
+    if (pass.asked) {
+        ERR_clear_error();
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "no pass phrase in \"%V\" decrypts CA key \"%V\" "
+                      "in %s:%ui",
+                      &mcf->ca_password_file, &mcf->ca_certificate_key,
+                      mcf->ca_conf_file, mcf->ca_conf_line);
+        return NGX_ERROR;
+    }
+
+failed:
+
+    last = errstr + NGX_MAX_CONF_ERRSTR;
+
+    p = ngx_snprintf(errstr, last - errstr - 1, "cannot load CA key \"%V\"",
+                     &mcf->ca_certificate_key);
+    p = ngx_mcd_ssl_errors(p, last);
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "%*s in %s:%ui",
+                  p - errstr, errstr, mcf->ca_conf_file, mcf->ca_conf_line);
+
+    return NGX_ERROR;
+}
+
+
+static int
+ngx_mcd_ca_password_cb(char *buf, int size, int rwflag, void *userdata)
+{
+    ngx_mcd_ca_pass_t  *pass = userdata;
+
+    pass->asked = 1;
+
+    if (rwflag || pass->phrase == NULL || size <= 0
+        || pass->phrase->len > (size_t) size)
+    {
+        /* no prompt, ever */
+        return -1;
+    }
+
+    ngx_memcpy(buf, pass->phrase->data, pass->phrase->len);
+
+    return (int) pass->phrase->len;
+}
+
+
+static void
+ngx_mcd_ca_passwords_wipe(void *data)
+{
+    ngx_array_t  *passwords = data;
+
+    ngx_str_t   *phrase;
+    ngx_uint_t   i;
+
+    if (passwords == NULL) {
+        return;
+    }
+
+    phrase = passwords->elts;
+
+    for (i = 0; i < passwords->nelts; i++) {
+        ngx_explicit_memzero(phrase[i].data, phrase[i].len);
+    }
+}
+
+
 static void
 ngx_mcd_ca_cleanup(void *data)
 {
@@ -1329,12 +1596,24 @@ ngx_mcd_ca_cleanup(void *data)
 static void
 ngx_mcd_ssl_error(ngx_conf_t *cf, const char *fmt, ngx_str_t *name)
 {
-    u_char         errstr[NGX_MAX_CONF_ERRSTR], *p, *last;
-    unsigned long  n;
+    u_char  errstr[NGX_MAX_CONF_ERRSTR], *p, *last;
 
     last = errstr + NGX_MAX_CONF_ERRSTR;
 
     p = ngx_snprintf(errstr, last - errstr - 1, fmt, name);
+    p = ngx_mcd_ssl_errors(p, last);
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", p - errstr,
+                       errstr);
+}
+
+
+/* OpenSSL's error queue, emptied, appended as " (SSL: ...)" */
+
+static u_char *
+ngx_mcd_ssl_errors(u_char *p, u_char *last)
+{
+    unsigned long  n;
 
     for ( ;; ) {
         n = ERR_get_error();
@@ -1354,6 +1633,5 @@ ngx_mcd_ssl_error(ngx_conf_t *cf, const char *fmt, ngx_str_t *name)
         }
     }
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", p - errstr,
-                       errstr);
+    return p;
 }

@@ -9,9 +9,18 @@
 #                                           builds that nginx (--with-compat)
 #                                           and the module
 #
+#   scripts/build-module.sh --static      nginx 1.22.1 from Debian's source
+#                                           with the module built in
+#                                           (scripts/build-static.sh)
+#
 # Output: build/ngx_mcd_module.so (Debian) or
-#         build/upstream-<version>/objs/{nginx,ngx_mcd_module.so}
+#         build/upstream-<version>/objs/{nginx,ngx_mcd_module.so} or
+#         build/static/nginx-1.22.1/objs/nginx
 set -euo pipefail
+
+if [ "${1:-}" = --static ]; then
+    exec bash "$(dirname "$0")/build-static.sh"
+fi
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build="$repo/build"

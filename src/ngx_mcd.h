@@ -76,6 +76,9 @@ typedef struct {
 
     ngx_uint_t                cert_cache_max;
     time_t                    cert_cache_valid;
+
+    ngx_str_t                 ca_password_file;
+    ngx_array_t              *ca_passwords;      /* ngx_str_t, wiped */
 } ngx_mcd_conf_t;
 
 

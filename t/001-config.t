@@ -4,6 +4,7 @@
 use strict;
 use warnings;
 use FindBin;
+use File::Path qw(make_path);
 use lib "$FindBin::Bin/lib";
 BEGIN { push @INC, "$FindBin::Bin/compat"; }
 
@@ -41,6 +42,65 @@ mcd_write_file("$d/badhosts", <<'L');
 127.0.0.1 fine.test
 300.1.1.1 broken.test
 L
+
+# the gateway CA's key encrypted (PKCS#8 and the traditional PEM form), and
+# pass phrase files for it
+
+my $phrase = 'correct horse battery staple';
+
+McdTest::run("openssl pkey -in $d/gwca.key -aes256 -passout 'pass:$phrase' "
+             . "-out $d/gwca-enc.key");
+McdTest::run("openssl pkey -in $d/gwca.key -traditional -aes256 "
+             . "-passout 'pass:$phrase' -out $d/gwca-trad.key");
+
+mcd_write_file("$d/pass/second.txt", "not this one\n$phrase\n");
+mcd_write_file("$d/pass/crlf.txt", "\r\nnope\r\n$phrase\r\n");
+mcd_write_file("$d/pass/wrong.txt", "nope\nstill nope\n");
+mcd_write_file("$d/pass/empty.txt", "\n\n");
+
+# "nginx -t" (or a start) of a main context with no terminal to prompt on:
+# stdin from /dev/null and a time limit, so that a pass phrase prompt fails
+# the test instead of hanging it; returns { exit, out, err, conf }
+
+sub nginx_no_prompt {
+    my ($main, @args) = @_;
+    my $dir = "$W->{dir}/nginx-t-pass";
+    make_path("$dir/logs");
+    my $conf = "$dir/nginx.conf";
+    my $load = join '', map { "load_module $_;\n" }
+                        split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '';
+    mcd_write_file($conf, "${load}error_log $dir/logs/error.log info;\n"
+                   . "pid $dir/nginx.pid;\n"
+                   . "events { worker_connections 64; }\n"
+                   . McdTest::expand_env($main));
+    @args = ('-t') unless @args;
+    my $r = McdTest::mcd_run_cmd('sh', '-c', 'exec timeout 10 "$@" </dev/null',
+                                 'sh', $ENV{TEST_NGINX_BINARY}, @args,
+                                 '-p', "$dir/", '-c', $conf,
+                                 '-e', "$dir/logs/error.log");
+    $r->{conf} = $conf;
+    return $r;
+}
+
+# the configuration line an error names must hold the directive
+
+sub names_line {
+    my ($r, $directive, $name) = @_;
+    my ($line) = $r->{err} =~ /\Q$r->{conf}\E:(\d+)/;
+    my @lines = split /\n/, mcd_slurp($r->{conf});
+    ok defined $line && defined $lines[$line - 1]
+       && $lines[$line - 1] =~ /^\s*\Q$directive\E\s/,
+       "$name: names the line of $directive"
+        or diag "line " . ($line // 'none') . ": $r->{err}";
+}
+
+sub fails_with {
+    my ($r, $re, $directive, $name) = @_;
+    isnt $r->{exit}, 124, "$name: no prompt (no timeout)";
+    isnt $r->{exit}, 0, "$name: nginx -t fails";
+    like $r->{err}, $re, "$name: says why" or diag $r->{err};
+    names_line($r, $directive, $name);
+}
 
 no_shuffle();
 run_tests();
@@ -392,7 +452,7 @@ for my $f ('explicit', 'transparent') {
     my ($stream) = grep { /stream/ } split ' ', $mods;
     my ($mcd) = grep { /mcd/ } split ' ', $mods;
     $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
-    $text =~ s{modules/ngx_mcd_module\.so}{$mcd};
+    $text =~ s{load_module modules/ngx_mcd_module\.so;}{$mcd ? "load_module $mcd;" : ''}e;
     $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};
     $text =~ s{/var/log/nginx/}{$d/ex/}g;
     $text =~ s{/run/nginx\.pid}{$d/ex/nginx.pid};
@@ -401,3 +461,98 @@ for my $f ('explicit', 'transparent') {
     my $r = McdTest::mcd_run_cmd($ENV{TEST_NGINX_BINARY}, '-t', '-p', "$d/ex/", '-c', "$d/ex/$f.conf");
     is $r->{exit}, 0, "$f.conf passes nginx -t" or diag $r->{err};
 }
+
+
+
+=== TEST 28: an encrypted CA key without mcd_ca_password_file: an error, never a prompt
+--- mcd_client
+my $main = <<'C';
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-enc.key;
+C
+my $r = nginx_no_prompt($main);
+fails_with($r, qr{\[emerg\] CA key "\S+/gwca-enc\.key" is encrypted, but no "mcd_ca_password_file" is configured in \S+nginx\.conf:\d+},
+           'mcd_ca_certificate_key', 'encrypted, no password file');
+$r = nginx_no_prompt($main, '-g', 'daemon off; master_process off;');
+ok $r->{exit} != 0 && $r->{exit} != 124, 'nginx refuses to start, at once'
+    or diag "exit $r->{exit}: $r->{err}";
+
+
+
+=== TEST 29: the traditional PEM encryption is refused the same way
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-trad.key;
+C
+fails_with($r, qr{\[emerg\] CA key "\S+/gwca-trad\.key" is encrypted, but no "mcd_ca_password_file"},
+           'mcd_ca_certificate_key', 'traditional, no password file');
+
+
+
+=== TEST 30: no pass phrase of the file decrypts the key
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/wrong.txt;
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-enc.key;
+C
+fails_with($r, qr{\[emerg\] no pass phrase in "\S+/pass/wrong\.txt" decrypts CA key "\S+/gwca-enc\.key" in \S+nginx\.conf:\d+},
+           'mcd_ca_certificate_key', 'no phrase matches');
+
+
+
+=== TEST 31: an unreadable password file
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-enc.key;
+mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/missing.txt;
+C
+fails_with($r, qr{\[emerg\] cannot open CA password file "\S+/pass/missing\.txt" \(2: No such file or directory\) in \S+nginx\.conf:\d+},
+           'mcd_ca_password_file', 'unreadable password file');
+
+
+
+=== TEST 32: a password file without a pass phrase
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/empty.txt;
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-enc.key;
+C
+fails_with($r, qr{\[emerg\] no pass phrase in CA password file "\S+/pass/empty\.txt" in \S+nginx\.conf:\d+},
+           'mcd_ca_password_file', 'empty password file');
+
+
+
+=== TEST 33: the right pass phrase on the second line, the file after the key
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-enc.key;
+mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/second.txt;
+mcd_fqdn_filter p {
+    decrypt .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT2;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+    }
+}
+C
+is $r->{exit}, 0, 'nginx -t passes' or diag $r->{err};
+unlike $r->{err}, qr/\[(emerg|alert|crit)\]/, 'no error';
+
+
+
+=== TEST 34: traditional PEM, CRLF lines, the file before the key
+--- mcd_client
+my $r = nginx_no_prompt(<<'C');
+mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/crlf.txt;
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-trad.key;
+C
+is $r->{exit}, 0, 'nginx -t passes' or diag $r->{err};
