@@ -175,12 +175,21 @@ fz_reference(const mcd_addr_rule_t *rules, size_t n, int family,
 
 static void
 fz_judge(const mcd_addr_rule_t *rules, size_t n, int family,
-    const unsigned char *a)
+    const unsigned char *addr)
 {
     int                     rc, want, builtin;
+    size_t                  size;
     unsigned                classes, other;
-    unsigned char           w[16];
+    unsigned char           w[16], *a;
     const mcd_addr_rule_t  *matched, *ref;
+
+    /* an exact-size heap copy: 4 bytes, 16 bytes, or none at all */
+
+    size = (family == AF_INET) ? 4 : (family == AF_INET6) ? 16 : 0;
+
+    a = malloc(size ? size : 1);
+    FZ_ASSERT(a != NULL);
+    memcpy(a, addr, size);
 
     classes = mcd_addr_classes(family, a);
 
@@ -219,6 +228,8 @@ fz_judge(const mcd_addr_rule_t *rules, size_t n, int family,
         memcpy(w, fz_nat64, 12);
         FZ_ASSERT(mcd_addr_classes(AF_INET6, w) == classes);
     }
+
+    free(a);
 }
 
 

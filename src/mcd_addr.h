@@ -98,11 +98,13 @@ int mcd_addr_rule_parse(unsigned action, const unsigned char *token,
     size_t len, mcd_addr_rule_t *rule, const char **err);
 
 /*
- * Judges one address (family AF_INET: 4 bytes, AF_INET6: 16 bytes): the
- * configured rules[0 .. nrules) in order, then the built-in ones (deny
- * loopback unspecified link-local private multicast reserved; allow
- * all); IPv4-mapped ::ffff:0:0/96 and NAT64 64:ff9b::/96 are judged as
- * the IPv4 address they carry (also against IPv4 rules).  Returns
+ * Judges one address (family AF_INET: 4 bytes, AF_INET6: 16 bytes, in
+ * network byte order as in sin_addr and sin6_addr; no byte is read for
+ * another family): the configured rules[0 .. nrules) in order, then the
+ * built-in ones (deny loopback unspecified link-local private multicast
+ * reserved; allow all); IPv4-mapped ::ffff:0:0/96 and NAT64
+ * 64:ff9b::/96 are judged as the IPv4 address they carry (also against
+ * IPv4 rules).  Returns
  * MCD_ADDR_ALLOW or MCD_ADDR_DENY (always (*matched)->action) and sets
  * *matched to the deciding rule (never NULL).  *builtin is set to 1 when
  * that rule is a built-in one (static storage), else to 0 (then *matched
