@@ -84,7 +84,21 @@ static const mcd_addr_range_t  mcd_addr_ranges[] = {
     { AF_INET6, { 0xfe, 0x80 }, 10, MCD_ADDR_CLASS_LINK_LOCAL },
     { AF_INET6, { 0xfc }, 7, MCD_ADDR_CLASS_PRIVATE },
     { AF_INET6, { 0xff }, 8, MCD_ADDR_CLASS_MULTICAST },
-    { AF_INET6, { 0x20, 0x01, 0x0d, 0xb8 }, 32, MCD_ADDR_CLASS_RESERVED }
+    { AF_INET6, { 0x20, 0x01, 0x0d, 0xb8 }, 32, MCD_ADDR_CLASS_RESERVED },
+
+    /*
+     * beyond SPEC 4's list, the IPv6 forms that carry or reach an IPv4
+     * address the mapped/NAT64 unwrapping does not cover: IPv4-compatible
+     * ::a.b.c.d (deprecated), local-use NAT64 64:ff9b:1::/48, Teredo
+     * 2001::/32, 6to4 2002::/16, and the discard prefix 100::/64
+     */
+
+    { AF_INET6, { 0 }, 96, MCD_ADDR_CLASS_RESERVED },
+    { AF_INET6, { 0x00, 0x64, 0xff, 0x9b, 0x00, 0x01 }, 48,
+      MCD_ADDR_CLASS_RESERVED },
+    { AF_INET6, { 0x20, 0x01, 0x00, 0x00 }, 32, MCD_ADDR_CLASS_RESERVED },
+    { AF_INET6, { 0x20, 0x02 }, 16, MCD_ADDR_CLASS_RESERVED },
+    { AF_INET6, { 0x01, 0x00, 0, 0, 0, 0, 0, 0 }, 64, MCD_ADDR_CLASS_RESERVED }
 };
 
 

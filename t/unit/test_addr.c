@@ -593,8 +593,8 @@ static const t_class_t  v4_classes[] = {
 static const t_class_t  v6_classes[] = {
     { "::", C_UN },
     { "::1", C_LO },
-    { "::2", 0 },
-    { "0:0:0:0:0:0:1:0", 0 },
+    { "::2", C_RS },                /* in ::/96 */
+    { "0:0:0:0:0:0:1:0", C_RS },
     { "1::", 0 },
     { "::1:0:0:1", 0 },
 
@@ -629,11 +629,18 @@ static const t_class_t  v6_classes[] = {
     { "::1:ffff:7f00:1", 0 },
     { "1::ffff:7f00:1", 0 },
     { "64:ff9a::7f00:1", 0 },
-    { "64:ff9b:1::7f00:1", 0 },
+    { "64:ff9b:1::7f00:1", C_RS },   /* local-use NAT64: reserved */
     { "64:ff9b:0:0:0:1:7f00:1", 0 },
     { "65:ff9b::7f00:1", 0 },
-    { "::7f00:1", 0 },            /* IPv4-compatible: not unwrapped */
-    { "::a00:1", 0 },
+    { "::7f00:1", C_RS },         /* IPv4-compatible: reserved */
+    { "::a00:1", C_RS },
+    { "::1:0:0", 0 },
+    { "2001::1", C_RS },          /* Teredo */
+    { "2001:1::1", 0 },
+    { "2002:7f00:1::1", C_RS },   /* 6to4 */
+    { "2003::1", 0 },
+    { "100::1", C_RS },           /* discard */
+    { "100:0:0:1::1", 0 },
 
     { NULL, 0 }
 };
@@ -820,7 +827,8 @@ test_judge(void)
         { "::ffff:8.8.8.8", ALLOW, -1, "allow all" },
         { "64:ff9b::8.8.8.8", ALLOW, -1, "allow all" },
         { "2606:4700:4700::1111", ALLOW, -1, "allow all" },
-        { "::7f00:1", ALLOW, -1, "allow all" },
+        { "::7f00:1", DENY, -1, "deny reserved" },
+        { "2002:a01:203::1", DENY, -1, "deny reserved" },
         { NULL, 0, 0, NULL }
     };
 
@@ -870,7 +878,7 @@ test_judge(void)
         { "169.254.169.254", DENY, -1, "deny link-local" },
         { "0.0.0.0", DENY, -1, "deny unspecified" },
         { "::", DENY, -1, "deny unspecified" },
-        { "::2", ALLOW, -1, "allow all" },
+        { "::2", DENY, -1, "deny reserved" },
         { NULL, 0, 0, NULL }
     };
 
