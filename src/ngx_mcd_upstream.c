@@ -127,13 +127,15 @@ ngx_mcd_escape_str(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
 /* "mcd_destination allow|deny ADDRESS|CIDR|CLASS ...;" */
 
 char *
-ngx_mcd_destination(ngx_conf_t *cf, ngx_array_t **rules)
+ngx_mcd_destination(ngx_conf_t *cf, ngx_mcd_destination_t **dest)
 {
-    unsigned          action;
-    ngx_str_t        *value;
-    ngx_uint_t        i;
-    const char       *err;
-    mcd_addr_rule_t  *rule;
+    unsigned                action;
+    ngx_str_t              *value;
+    ngx_uint_t              i;
+    const char             *err;
+    mcd_addr_rule_t        *rule;
+    ngx_mcd_where_t        *where;
+    ngx_mcd_destination_t  *d;
 
     value = cf->args->elts;
 
@@ -150,19 +152,35 @@ ngx_mcd_destination(ngx_conf_t *cf, ngx_array_t **rules)
         return NGX_CONF_ERROR;
     }
 
-    if (*rules == NULL || *rules == NGX_CONF_UNSET_PTR) {
-        *rules = ngx_array_create(cf->pool, 4, sizeof(mcd_addr_rule_t));
-        if (*rules == NULL) {
+    d = *dest;
+
+    if (d == NULL || d == NGX_CONF_UNSET_PTR) {
+        d = ngx_pcalloc(cf->pool, sizeof(ngx_mcd_destination_t));
+        if (d == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        if (ngx_array_init(&d->rules, cf->pool, 4, sizeof(mcd_addr_rule_t))
+            != NGX_OK
+            || ngx_array_init(&d->where, cf->pool, 4, sizeof(ngx_mcd_where_t))
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        *dest = d;
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        rule = ngx_array_push(*rules);
-        if (rule == NULL) {
+        rule = ngx_array_push(&d->rules);
+        where = ngx_array_push(&d->where);
+        if (rule == NULL || where == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        where->file = cf->conf_file->file.name.data;
+        where->line = cf->conf_file->line;
 
         err = NULL;
 
@@ -425,7 +443,9 @@ ngx_mcd_guard(ngx_mcd_upstream_t *u, ngx_addr_t *addr)
 {
     int                     family, builtin;
     u_char                  bytes[16];
-    const mcd_addr_rule_t  *rule;
+    ngx_uint_t              n;
+    ngx_mcd_where_t        *where;
+    const mcd_addr_rule_t  *rule, *rules;
 
     if (ngx_mcd_sockaddr_bytes(addr->sockaddr, &family, bytes) != NGX_OK) {
         *ngx_snprintf(u->detail, NGX_MCD_DETAIL_LEN - 1,
@@ -449,19 +469,30 @@ ngx_mcd_guard(ngx_mcd_upstream_t *u, ngx_addr_t *addr)
     rule = NULL;
     builtin = 0;
 
-    if (mcd_addr_judge(u->rules ? u->rules->elts : NULL,
-                       u->rules ? u->rules->nelts : 0,
-                       family, bytes, &rule, &builtin)
+    rules = u->destination ? u->destination->rules.elts : NULL;
+    n = u->destination ? u->destination->rules.nelts : 0;
+
+    if (mcd_addr_judge(rules, n, family, bytes, &rule, &builtin)
         == MCD_ADDR_ALLOW)
     {
         return NGX_OK;
     }
 
-    *ngx_snprintf(u->detail, NGX_MCD_DETAIL_LEN - 1,
-                 "%V refused by \"%s\"%s", &addr->name,
-                 rule ? rule->text : "deny",
-                 builtin ? " (built-in)" : " (mcd_destination)")
-        = '\0';
+    if (builtin || rule == NULL || rules == NULL) {
+        *ngx_snprintf(u->detail, NGX_MCD_DETAIL_LEN - 1,
+                      "%V refused by \"%s\" (built-in)", &addr->name,
+                      rule ? rule->text : "deny")
+            = '\0';
+
+    } else {
+        where = u->destination->where.elts;
+        where += rule - rules;
+
+        *ngx_snprintf(u->detail, NGX_MCD_DETAIL_LEN - 1,
+                      "%V refused by \"%s\" (%s:%ui)", &addr->name,
+                      rule->text, where->file, where->line)
+            = '\0';
+    }
 
     ngx_log_error(NGX_LOG_INFO, u->log, 0,
                   "mcd: destination %s", u->detail);

@@ -49,7 +49,21 @@ typedef enum {
 } ngx_mcd_reason_e;
 
 
-#define NGX_MCD_DETAIL_LEN  160
+#define NGX_MCD_DETAIL_LEN  256
+
+
+/* the mcd_destination rules of a server, with where each was written */
+
+typedef struct {
+    u_char                      *file;
+    ngx_uint_t                   line;
+} ngx_mcd_where_t;
+
+
+typedef struct {
+    ngx_array_t                  rules;          /* mcd_addr_rule_t */
+    ngx_array_t                  where;          /* ngx_mcd_where_t */
+} ngx_mcd_destination_t;
 
 
 typedef struct ngx_mcd_upstream_s  ngx_mcd_upstream_t;
@@ -77,7 +91,7 @@ struct ngx_mcd_upstream_s {
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   next_timeout;   /* 0: none */
     ngx_uint_t                   tries;          /* 0: every address */
-    ngx_array_t                 *rules;          /* mcd_addr_rule_t */
+    ngx_mcd_destination_t       *destination;    /* NULL: built-in only */
 
     ngx_mcd_upstream_handler_pt  handler;        /* called once */
     ngx_mcd_upstream_check_pt    check;          /* addresses known */
@@ -108,7 +122,7 @@ void ngx_mcd_upstream_set_addrs(ngx_mcd_upstream_t *u, ngx_addr_t *addrs,
     ngx_uint_t naddrs);
 void ngx_mcd_upstream_cancel(ngx_mcd_upstream_t *u);
 
-char *ngx_mcd_destination(ngx_conf_t *cf, ngx_array_t **rules);
+char *ngx_mcd_destination(ngx_conf_t *cf, ngx_mcd_destination_t **dest);
 
 ngx_str_t *ngx_mcd_reason_name(ngx_mcd_reason_e reason);
 u_char *ngx_mcd_escape(u_char *dst, u_char *src, size_t size);

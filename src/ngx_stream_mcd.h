@@ -43,7 +43,7 @@ typedef struct {
     ngx_str_t                    profile_name;
     ngx_mcd_profile_t           *profile;
     ngx_array_t                 *connect_ports;     /* in_port_t */
-    ngx_array_t                 *destination;       /* mcd_addr_rule_t */
+    ngx_mcd_destination_t       *destination;
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   idle_timeout;
     ngx_msec_t                   next_upstream_timeout;

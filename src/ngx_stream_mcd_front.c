@@ -947,7 +947,7 @@ ngx_stream_mcd_upstream(ngx_stream_session_t *s, ngx_addr_t *fixed)
     u->connect_timeout = ctx->conf->connect_timeout;
     u->next_timeout = ctx->conf->next_upstream_timeout;
     u->tries = ctx->conf->next_upstream_tries;
-    u->rules = ctx->conf->destination;
+    u->destination = ctx->conf->destination;
 
     u->handler = ngx_stream_mcd_upstream_done;
     u->attempt = ngx_stream_mcd_attempt;
