@@ -49,6 +49,9 @@ stream {
                    'sent=$bytes_sent received=$bytes_received';
     access_log logs/mcd.log mcd;
 
+    # every origin of the test world is on loopback (SPEC 4)
+    mcd_destination allow 127.0.0.0/8 ::1;
+
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
@@ -349,6 +352,7 @@ stream {
         ssl_preread on;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
+        mcd_destination allow 127.0.0.0/8 ::1;
     }
 }
 --- mcd_client
