@@ -5,8 +5,10 @@
 #   - the gateway: Debian's nginx with ngx_mcd_module.so, explicit proxy on
 #     127.0.0.1:3128, names from a hosts file (mcd_hosts_file)
 #
-#   scripts/demo.sh          install, build, start, show one allowed and one
-#                            denied request
+#   scripts/demo.sh          install, build, start, show one allowed request,
+#                            one denied by name, one denied by address
+#                            (an allowed name resolving to 0.0.0.0: the
+#                            destination guard)
 #   scripts/demo.sh stop     stop the demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +58,7 @@ echo "hello from the demo origin" > "$run/www/index.html"
 
 cat > "$run/hosts" <<EOT
 127.0.0.1 shop.demo.test blocked.demo.test
+0.0.0.0   rebind.demo.test
 EOT
 
 cat > "$run/origin/nginx.conf" <<EOT
@@ -83,13 +86,14 @@ EOT
 sed -e "s|@RUN@|$run|g" -e "s|@REPO@|$repo|g" \
     conf-examples/demo.conf > "$run/gateway/nginx.conf"
 
-$nginx -p "$run/origin/" -c "$run/origin/nginx.conf"
 $nginx -t -q -p "$run/gateway/" -c "$run/gateway/nginx.conf"
+$nginx -p "$run/origin/" -c "$run/origin/nginx.conf"
 $nginx -p "$run/gateway/" -c "$run/gateway/nginx.conf"
 sleep 0.5
 
 allowed="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://shop.demo.test:8443/"
 denied="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://blocked.demo.test:8443/"
+guarded="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://rebind.demo.test:8443/"
 
 cat <<EOT
 
@@ -105,9 +109,15 @@ EOT
 $denied -sS || true
 cat <<EOT
 
+denied by address (allowed name, answer 0.0.0.0):
+          $guarded
+EOT
+$guarded -sS || true
+cat <<EOT
+
 decisions: $run/gateway/logs/access.log
 refusals:  $run/gateway/logs/error.log
 stop:      scripts/demo.sh stop
 EOT
 echo
-tail -n 2 "$run/gateway/logs/access.log"
+tail -n 3 "$run/gateway/logs/access.log"

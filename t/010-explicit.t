@@ -39,6 +39,9 @@ stream {
                    'received=$bytes_received ups=$upstream_addr';
     access_log logs/mcd.log mcd;
 
+    # every origin of the test world is on loopback (SPEC 4)
+    mcd_destination allow 127.0.0.0/8 ::1;
+
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
         resolver 127.0.0.1:$TEST_NGINX_MCD_DNS valid=1s;

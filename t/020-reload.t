@@ -34,6 +34,7 @@ stream {
         mcd_proxy explicit;
         mcd_fqdn_filter egress;
         mcd_connect_ports $TEST_NGINX_MCD_ECHO $TEST_NGINX_MCD_ORIGIN;
+        mcd_destination allow 127.0.0.0/8 ::1;
     }
 }
 --- mcd_client

@@ -49,6 +49,9 @@ stream {
                    'sent=$bytes_sent received=$bytes_received';
     access_log logs/mcd.log mcd;
 
+    # every origin of the test world is on loopback (SPEC 4)
+    mcd_destination allow 127.0.0.0/8 ::1;
+
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
@@ -336,9 +339,8 @@ timed out reading the ClientHello
 
 
 
-=== TEST 21: ssl_preread in the same server would eat the ClientHello: refused loudly
---- main_config
-mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts;
+=== TEST 21: ssl_preread in the same server would eat the ClientHello: refused at nginx -t
+--- nginx_t
 mcd_fqdn_filter tp {
     default deny;
     allow   origin.test;
@@ -349,13 +351,30 @@ stream {
         ssl_preread on;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
+        mcd_destination allow 127.0.0.0/8 ::1;
     }
 }
---- mcd_client
-my $r = mcd_tls_client(port => $W->{port}, sni => 'origin.test', path => '/host');
-ok !$r->{body}, 'no content';
---- error_log
-mcd_proxy cannot be used with a module that reads the client's first bytes (ssl_preread)
+--- nginx_t_error eval
+qr{\[emerg\] "mcd_proxy" cannot be used with "ssl_preread on"}
+
+
+
+=== TEST 21b: ssl_preread on at the stream level, inherited by an mcd_proxy server
+--- nginx_t
+mcd_fqdn_filter tp {
+    default deny;
+    allow   origin.test;
+}
+stream {
+    ssl_preread on;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter tp;
+    }
+}
+--- nginx_t_error eval
+qr{\[emerg\] "mcd_proxy" cannot be used with "ssl_preread on"}
 
 
 

@@ -1,8 +1,11 @@
 # Real transparent proxying: a client in a network namespace this test
 # creates sends to a TEST-NET-1 address on port 443; iptables REDIRECTs it
 # to the gateway (listening on the test's own veth address), so
-# SO_ORIGINAL_DST and mcd_verify_destination are exercised for real.  Needs root, "ip netns" and iptables' nat table;
-# without them the file is skipped and says why.
+# SO_ORIGINAL_DST, mcd_verify_destination and the destination guard on the
+# original destination ("no_sni allow") are exercised for real.  The
+# gateway's own connects to the test-net address are rejected by iptables
+# (OUTPUT) whatever the code does.  Needs root, "ip netns" and iptables'
+# nat table; without them the file is skipped and says why.
 
 use strict;
 use warnings;
@@ -49,6 +52,10 @@ sub setup_netns {
         "ip netns exec $NS ip route add 192.0.2.0/24 via $NetA",
         "iptables -w -t nat -A PREROUTING -i $VR -p tcp -d $TestNet "
             . "--dport 443 -j REDIRECT --to-ports $W->{port}",
+        # a safety net: whatever the code under test does, the gateway's
+        # own connects to the test-net address fail here
+        "iptables -w -A OUTPUT -p tcp -d $TestNet "
+            . "-j REJECT --reject-with tcp-reset",
     ) {
         ($ok, $out) = sh($cmd);
         return "setup failed: $cmd: $out" unless $ok;
@@ -57,6 +64,9 @@ sub setup_netns {
         }
         if ($cmd =~ /^iptables -w -t nat -A (.*)/) {
             push @Undo, "iptables -w -t nat -D $1";
+        }
+        if ($cmd =~ /^iptables -w -A (.*)/) {
+            push @Undo, "iptables -w -D $1";
         }
     }
 
@@ -120,6 +130,7 @@ stream {
         listen $TEST_NGINX_MCD_NETA:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
+        mcd_destination allow 127.0.0.0/8 ::1;
     }
 }
 --- mcd_client
@@ -156,6 +167,7 @@ stream {
         listen $TEST_NGINX_MCD_NETA:$TEST_NGINX_MCD_PORT;
         mcd_proxy transparent;
         mcd_fqdn_filter tp;
+        mcd_destination allow 127.0.0.0/8 ::1;
         mcd_verify_destination on;
     }
 }
@@ -173,3 +185,39 @@ is $ok->{out}, "host=testnet.test sni=testnet.test\n", 'body';
 like $line, qr{^200 action=allow sni=testnet\.test addr=127\.0\.0\.1:443 odst=192\.0\.2\.10:443 reason=-$}, 'allowed';
 --- error_log eval
 qr{reason "dst_mismatch": original destination is not an address of the SNI}
+
+
+
+=== TEST 3: no_sni allow: an original destination in a blocked class is refused (dst_blocked)
+--- main_config
+mcd_fqdn_filter tp_nosni {
+    default deny;
+    no_sni  allow;
+}
+stream {
+    log_format mcd '$status action=$mcd_action sni=$mcd_sni rule=$mcd_rule '
+                   'upstream=$mcd_upstream odst=$mcd_original_dst '
+                   'reason=$mcd_reason';
+    access_log logs/mcd.log mcd;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        listen $TEST_NGINX_MCD_NETA:$TEST_NGINX_MCD_PORT;
+        mcd_proxy transparent;
+        mcd_fqdn_filter tp_nosni;
+        mcd_destination allow 127.0.0.0/8 ::1;
+    }
+}
+--- mcd_client
+# an IP literal in the URL: curl sends no SNI
+my $r = McdTest::mcd_run_cmd(main::in_ns('curl', '-sS', '-v', '--max-time', '15',
+                                         '-k', "https://$main::TestNet/"));
+isnt $r->{exit}, 0, 'refused';
+like $r->{err}, qr/alert access denied/, 'access_denied alert (192.0.2.10 is reserved)';
+my ($line) = mcd_wait_log('mcd.log', qr/odst=192\.0\.2\.10:443 /);
+like $line, qr{^403 action=deny sni=- rule=\S+ upstream=192\.0\.2\.10:443 odst=192\.0\.2\.10:443 reason=dst_blocked$},
+     'deny, dst_blocked';
+--- error_log eval
+qr{\[warn\] [^\n]*reason "dst_blocked"[^\n]*192\.0\.2\.10[^\n]*reserved}
+--- no_error_log
+connect() to 192.0.2.10
+connect() failed

@@ -403,9 +403,34 @@ sub start_dns {
         'allowed.dns.test' => ['127.0.0.1'],
         'hosts-wins.test'  => ['127.0.0.3'],
         'refused.dns.test' => ['127.0.0.1'],
+
+        # the destination guard (t/040): one name per built-in class;
+        # never a real target (the suite runs in a namespace with only lo)
+        'dst-lo.dns.test'    => ['127.0.0.2'],          # loopback
+        'dst-zero.dns.test'  => ['0.0.0.0'],            # unspecified
+        'dst-ll.dns.test'    => ['169.254.169.254'],    # link-local
+        'dst-p10.dns.test'   => ['10.1.2.3'],           # private
+        'dst-p172.dns.test'  => ['172.16.5.5'],
+        'dst-p192.dns.test'  => ['192.168.1.1'],
+        'dst-cgn.dns.test'   => ['100.64.0.1'],
+        'dst-mc.dns.test'    => ['224.0.0.1'],          # multicast
+        'dst-r240.dns.test'  => ['240.0.0.1'],          # reserved
+        'dst-doc.dns.test'   => ['192.0.2.10'],
+        'dst-bench.dns.test' => ['198.18.0.1'],
+        'dst-mixed.dns.test' => ['10.1.2.3', '127.0.0.1'],
     );
     my %aaaa = (
         'v6.dns.test' => ['::1'],
+
+        'dst-v6lo.dns.test'     => ['::1'],
+        'dst-v6ll.dns.test'     => ['fe80::1'],
+        'dst-v6ula.dns.test'    => ['fc00::1'],
+        'dst-v6mc.dns.test'     => ['ff02::1'],
+        'dst-v6any.dns.test'    => ['::'],
+        'dst-map-lo.dns.test'   => ['::ffff:127.0.0.2'],  # IPv4-mapped
+        'dst-map-p10.dns.test'  => ['::ffff:10.1.2.3'],
+        'dst-n64-lo.dns.test'   => ['64:ff9b::7f00:2'],   # NAT64 127.0.0.2
+        'dst-n64-p10.dns.test'  => ['64:ff9b::a01:203'],  # NAT64 10.1.2.3
     );
 
     my $port = $W->{dns};
