@@ -414,11 +414,8 @@ ok $lineno, 'the rule is found in nginx.conf' or $lineno = 'NONE';
 my @e = main::err_lines(qr/reason "dst_blocked"[^\n]*127\.0\.0\.1[^\n]*"deny 127\.0\.0\.1(?:\/32)?"(?![^\n]*built-in)/);
 is scalar(@e), 1, 'the warn line names the configured rule, not a built-in one'
     or diag join "\n", main::err_lines(qr/dst_blocked/);
-TODO: {
-    local $TODO = 'the interface names the rule\'s file:line; the module says "(mcd_destination)"';
-    ok scalar(main::err_lines(qr/reason "dst_blocked"[^\n]*"deny 127\.0\.0\.1(?:\/32)?"[^\n]*nginx\.conf:$lineno\b/)),
-       "the rule's place in nginx.conf (line $lineno)";
-}
+ok scalar(main::err_lines(qr/reason "dst_blocked"[^\n]*"deny 127\.0\.0\.1(?:\/32)?"[^\n]*nginx\.conf:$lineno\b/)),
+   "the rule's place in nginx.conf (line $lineno)";
 # 127.0.0.2 falls through to "allow 127.0.0.0/8": connected (and refused by
 # the kernel: nothing listens there)
 ($status, $body) = main::via($W->{port}, "refused.test:$W->{origin_http}");
