@@ -1,9 +1,12 @@
 # Convenience targets; each is a script that also works without make.
 
-.PHONY: module test demo demo-stop fuzz bench bench-smoke upstream
+.PHONY: module static test demo demo-stop fuzz bench bench-smoke upstream
 
 module:
 	bash scripts/build-module.sh
+
+static:
+	bash scripts/build-static.sh
 
 test:
 	bash scripts/test.sh
