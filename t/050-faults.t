@@ -386,13 +386,10 @@ is $tried[-1], "127.0.0.1:$W->{echo}", 'the last one is 127.0.0.1';
 
 
 === TEST 13: h: mcd_next_upstream_tries 3: 502 connect after exactly 3 attempts
---- gateway: f_gw_tries
---- raw_request eval
-"CONNECT many.test:$ENV{TEST_NGINX_MCD_ECHO} HTTP/1.1\r\n\r\n"
---- error_code: 502
---- response_body_like eval
-qr/^connect: /
 --- mcd_client
+my $got = mcd_raw(port => $F->{gw_tries}, send => "CONNECT many.test:$W->{echo} HTTP/1.1\r\n\r\n",
+                  timeout => 5);
+like $got, qr{\AHTTP/1\.1 502 Bad Gateway\r\n.*\r\n\r\nconnect: }s, 'answered 502, reason connect';
 my ($line) = mcd_wait_log('mcd.log', qr/fqdn=many\.test /, 1, 3);
 like $line // '', qr/^502 reason=connect /, 'logged 502 connect';
 my ($ups) = ($line // '') =~ / ups=(.*?) sent=/;
