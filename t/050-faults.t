@@ -1,16 +1,30 @@
-# Faults of issue 7 (items 3, 4 and 5): events that must not be lost
-# (a FIN right after the CONNECT head, a client that leaves while its name
-# is resolved or its upstream connected, an upstream RST, the FIN behind a
-# full splice pipe), bounded forwarding (no silent cap on addresses,
-# mcd_next_upstream_tries, mcd_next_upstream_timeout) and smaller defects
-# (mcd_buffer_size minimum, escaped client strings in the error log,
-# bad_name, worker_connections exhaustion in t/052-overload.t, worker
-# shutdown in t/051-shutdown.t).
+# Faults of issue 7 (items 3, 4 and 5), each bounded in time, loopback
+# only (origins and helpers: t/lib/McdFaults.pm):
 #
-# Every origin is on loopback (t/lib/McdFaults.pm).  Directives that do not
-# exist before the fix (mcd_destination, mcd_next_upstream_*) are written
-# only when the module knows them, so that this file runs on the code
-# before the fix and fails there for the right reason.
+#   a  TEST 1-2    CONNECT head and FIN in one TCP segment: the FIN reaches
+#                  the upstream, its answer the client (not after
+#                  mcd_idle_timeout 20s)
+#   b  TEST 3-4    client leaves during a 2 s DNS lookup: 499 client_closed
+#                  within 1 s, no upstream connect afterwards
+#   c  TEST 5      client leaves during a pending connect: 499 within 1 s
+#   e  TEST 6-8    upstream RST (copy relay, splice relay, before any byte):
+#                  the client sees ECONNRESET, log 502 upstream_reset
+#   f  TEST 9-11   96 tunnels, segments of <= 1448 bytes, then FIN, slow
+#                  readers: every FIN arrives (splice with sndbuf=8k,
+#                  splice with default buffers, copy relay)
+#   g  TEST 12     20 addresses, 19 refuse: the 20th is reached
+#   h  TEST 13     mcd_next_upstream_tries 3: 502 connect, 3 addresses
+#   i  TEST 14     mcd_next_upstream_timeout 2s over 5 blackholes: 504 in ~2 s
+#   j  TEST 15-17  mcd_buffer_size 16 / 0 fail nginx -t; 1k relays
+#   k  TEST 18-20  client strings escaped in the error log (SNI with a
+#                  forged log line, control bytes, quotes, backslashes)
+#   l  TEST 21     CONNECT bad!name.test:443 -> 400 bad_name
+#   d  t/051-shutdown.t, m  t/052-overload.t
+#
+# Directives that do not exist before the fixes (mcd_destination,
+# mcd_next_upstream_*) are written only when the module knows them, so
+# that this file runs on the code before the fixes and fails there for
+# the right reason.
 
 use strict;
 use warnings;
