@@ -38,12 +38,9 @@ use Test::Nginx::Socket 'no_plan';
 
 mcd_test_setup();
 
-$ENV{TEST_NGINX_F_DEST} = f_has_directive('mcd_destination')
-    ? 'mcd_destination allow 127.0.0.0/8 ::1;' : '';
-$ENV{TEST_NGINX_F_TRIES} = f_has_directive('mcd_next_upstream_tries')
-    ? 'mcd_next_upstream_tries 3;' : '';
-$ENV{TEST_NGINX_F_NUT} = f_has_directive('mcd_next_upstream_timeout')
-    ? 'mcd_next_upstream_timeout 2s;' : '';
+$ENV{TEST_NGINX_F_DEST} = 'mcd_destination allow 127.0.0.0/8 ::1;';
+$ENV{TEST_NGINX_F_TRIES} = 'mcd_next_upstream_tries 3;';
+$ENV{TEST_NGINX_F_NUT} = 'mcd_next_upstream_timeout 2s;';
 
 # the names of this file: one address per line keeps their order
 

@@ -16,8 +16,7 @@ use Test::Nginx::Socket 'no_plan';
 
 mcd_test_setup();
 
-$ENV{TEST_NGINX_F_DEST} = f_has_directive('mcd_destination')
-    ? 'mcd_destination allow 127.0.0.0/8 ::1;' : '';
+$ENV{TEST_NGINX_F_DEST} = 'mcd_destination allow 127.0.0.0/8 ::1;';
 
 mcd_write_file(mcd_file('faults-hosts'), "127.0.0.1 blackhole.test\n");
 

@@ -28,7 +28,7 @@ use parent 'Exporter';
 our @EXPORT = qw(
     $F f_start_eof_origin f_start_rst_origin f_start_bulk_origin
     f_start_counter f_count f_start_late_dns f_start_blackholes
-    f_has_directive f_tunnel f_read_until f_read_all f_head
+    f_tunnel f_read_until f_read_all f_head
     f_write_all
 );
 
@@ -73,15 +73,6 @@ sub _ports {
 
 # does the module under test know this directive?  (the tests of a fix
 # must also run, and fail for the right reason, on the code before it)
-
-sub f_has_directive {
-    my ($name) = @_;
-    my ($so) = grep { /ngx_mcd_module\.so$/ }
-               split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '';
-    $so //= "$W->{root}/build/ngx_mcd_module.so";
-    my $data = McdTest::mcd_slurp($so) // '';
-    return index($data, "$name\0") >= 0;
-}
 
 sub _spawn {
     my ($code) = @_;
