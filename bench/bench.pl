@@ -4,9 +4,12 @@
 # baseline measured in the same run.
 #
 #   bench/bench.pl [--smoke] [--rounds N] [--duration S] [--out DIR]
-#                  [--skip memory,filter,squid] [--mcd 'directives;']
+#                  [--skip memory,filter,squid,drip] [--mcd 'directives;']
+#   bench/bench.pl --drip [--smoke] [--drip-rounds N] [--drip-sizes A,B]
+#                  [--drip-parallel N]
 #
 # --mcd adds directives to the ngx_mcd servers (e.g. 'mcd_splice off;').
+# --drip runs only the drip case (see drip_bench below).
 #
 # Run by "make bench" (bench/run.sh) after the build. Prints a table and
 # writes DIR/results.json and DIR/results.md.
@@ -18,7 +21,10 @@
 #   - 10 MiB bodies: MB/s and proxy CPU seconds per GB;
 #   - proxy memory (RSS) per idle tunnel with 1,000 and 10,000 open;
 #   - the FQDN filter: lookup cost at 10 / 10,000 / 1,000,000 patterns, and
-#     load time and memory of a 1,000,000-line list at "nginx -t".
+#     load time and memory of a 1,000,000-line list at "nginx -t";
+#   - the drip case (issue 7): worker CPU per KB of a CONNECT head and of a
+#     ClientHello sent one byte per TCP segment, at two sizes; the ratio of
+#     the two says linear (about 1) or quadratic (about 4 for 4x the size).
 # The load generator and the origin run on core 0, the proxy under test on
 # core 1; peers are interleaved in every round (five by default); a ratio
 # is the median of the per-round ratios of a peer to the baseline it ran
@@ -40,7 +46,8 @@ my $Root = abs_path(dirname(__FILE__) . '/..');
 my %opt = (rounds => 5, duration => 10, bulk_duration => 10,
            out => "$Root/bench/out", skip => '');
 GetOptions(\%opt, 'smoke', 'rounds=i', 'duration=i', 'bulk_duration=i',
-           'out=s', 'skip=s', 'keep', 'mcd=s') or die "bad options\n";
+           'out=s', 'skip=s', 'keep', 'mcd=s', 'drip', 'drip-rounds=i',
+           'drip-sizes=s', 'drip-parallel=i') or die "bad options\n";
 
 if ($opt{smoke}) {
     $opt{rounds} = 1;
@@ -52,6 +59,7 @@ my %skip = map { $_ => 1 } split /,/, $opt{skip};
 
 my $Nginx = '/usr/sbin/nginx';
 my $Load = "$Root/bench/loadgen/mcd-load";
+my $Drip = "$Root/bench/loadgen/mcd-drip";
 my $Module = "$Root/build/ngx_mcd_module.so";
 my $Stream = '/usr/lib/nginx/modules/ngx_stream_module.so';
 my $Out = $opt{out};
@@ -66,11 +74,23 @@ $Nofile = 1048576 if $Nofile > 1048576;
 
 my %Port = (origin => 443, preread => 9101, transparent => 9102,
             explicit => 9103, squid => 9104, terminate => 9105,
-            bump => 9106, splice => 9107);
+            bump => 9106, splice => 9107, drip_explicit => 9108,
+            drip_transparent => 9109);
+
+# the destination guard (issue 7): once the module has mcd_destination,
+# every ngx_mcd server that connects to the loopback origin must allow it
+
+my $Guard = '';
+if (open my $so, '<:raw', $Module) {
+    local $/;
+    my $bin = <$so>;
+    $Guard = 'mcd_destination allow 127.0.0.0/8 ::1;'
+        if index($bin, 'mcd_destination') >= 0;
+}
 
 my @Started;    # [ name, pidfile or pid ]
 
-$SIG{INT} = $SIG{TERM} = sub { stop_all(); exit 1; };
+$SIG{INT} = $SIG{TERM} = sub { stop_all(); drip_netns_down(); exit 1; };
 
 sub say { print @_, "\n"; }
 
@@ -272,7 +292,7 @@ EOF
         $c =~ s/PORT/$Port{$name}/;
         $c =~ s{LOG}{$W/$name/logs/access.log};
         $c =~ s{EXTRA}{($name eq 'splice' ? 'mcd_splice on; ' : '')
-                       . ($opt{mcd} // '')}e;
+                       . ($Guard ? "$Guard " : '') . ($opt{mcd} // '')}e;
         nginx_conf($name, $c, modules => [$Stream, $Module]);
         start_nginx($name, $CoreProxy);
     }
@@ -438,6 +458,239 @@ sub load {
     return $r;
 }
 
+# the drip case (issue 7, item 2): a request head sent one byte per TCP
+# segment.  A front door that re-reads (MSG_PEEK) and re-parses the whole
+# prefix on every read event costs O(S^2) CPU for a head of S bytes, a
+# linear one O(S): the figure is the worker's CPU per KB of head at two
+# sizes, and the ratio of the larger size's figure to the smaller's
+# (about 1 when linear, about 4 for a 4x larger head when quadratic).
+#
+# bench/loadgen/mcd-drip sends the heads (a CONNECT head with X-Pad
+# fields, or a ClientHello with a padding extension, split into records
+# of at most 16 KiB) for a name the profile denies, so the gateway answers
+# 403 / an access_denied alert and connects nowhere; a wrong answer fails
+# the run.  It paces by the worker: the next byte goes out once the
+# worker has run and sleeps again.
+#
+# One byte per segment needs the receiver to ACK every segment at once:
+# with delayed ACKs the sender's congestion window (10-20 segments of one
+# byte) fills and the kernel coalesces the following bytes into larger
+# segments.  So the case runs in a network namespace of its own whose
+# loopback routes carry "quickack 1" (root needed); without one it runs
+# here and says that its segments are coalesced.
+
+my $DripNs = '';
+
+sub drip_netns {
+    return '' if $> != 0 || !-x '/usr/sbin/ip' && !-x '/sbin/ip'
+                 && !-x '/bin/ip';
+    my $ns = "mcd-bench-drip-$$";
+    return '' if system("ip netns add $ns 2>/dev/null") != 0;
+    $DripNs = $ns;
+    my $ok = system("ip -n $ns link set lo up") == 0;
+    for my $dst ('127.0.0.0/8', '127.0.0.1') {
+        $ok &&= system("ip -n $ns route replace local $dst dev lo table local "
+                       . "proto kernel scope host src 127.0.0.1 quickack 1") == 0;
+    }
+    unless ($ok) {
+        drip_netns_down();
+        return '';
+    }
+    return $ns;
+}
+
+sub drip_netns_down {
+    system("ip netns del $DripNs 2>/dev/null") if $DripNs;
+    $DripNs = '';
+}
+
+sub drip_once {
+    my (%o) = @_;
+    my @cmd = (@{ $o{in} }, 'taskset', '-c', $CoreLoad, $Drip, '--json',
+               '--mode', $o{mode},
+               '--connect', "127.0.0.1:$Port{\"drip_$o{mode}\"}",
+               '--size', $o{size}, '--parallel', $o{parallel},
+               '--worker-pid', $o{worker}, '--timeout', 1800,
+               $o{burst} ? ('--pace', 'burst') : ());
+    my $out = `@cmd 2>&1`;
+    my $rc = $? >> 8;
+    my ($line) = grep { /^\{/ } split /\n/, $out;
+    my $r = $line ? decode_json($line) : undef;
+    if ($rc != 0 || !$r || $r->{errors} || $r->{late}) {
+        print "drip FAILED: @cmd\n$out";
+        return undef;
+    }
+    return $r;
+}
+
+sub drip_bench {
+    my $smoke = $opt{smoke};
+    my @sizes = split /,/, ($opt{'drip-sizes'}
+                            // ($smoke ? '1024,4096' : '8192,32768'));
+    my $rounds = $opt{'drip-rounds'} // ($smoke ? 1 : 3);
+    # one head at a time: today's quadratic front door is the bottleneck,
+    # so parallel heads would not shorten a run, only lengthen each head
+    my $par = $opt{'drip-parallel'} // 1;
+    my %d = (sizes => \@sizes, rounds => $rounds, parallel => $par,
+             errors => 0);
+
+    die "build first: $Drip\n" unless -x $Drip;
+
+    my $ns = drip_netns();
+    my @in = $ns ? ('ip', 'netns', 'exec', $ns) : ();
+    $d{one_byte_segments} = $ns ? JSON::PP::true : JSON::PP::false;
+    say $ns ? "drip: network namespace $ns, loopback routes with quickack"
+            : "drip: no network namespace of its own (needs root and "
+              . "iproute2): delayed ACKs will coalesce the drip into larger "
+              . "segments, the figures are not one byte per segment";
+
+    # preread_timeout: long enough for today's quadratic front door to
+    # finish a 32 KiB drip at all (about 4 minutes of CPU); a linear one
+    # takes seconds
+    my $srv = sub {
+        my ($mode) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$Port{"drip_$mode"} backlog=4096;
+        mcd_proxy $mode;
+        mcd_fqdn_filter drip;
+        preread_buffer_size 64k;
+        preread_timeout 1800s;
+        $Guard
+    }
+EOF
+    };
+    my $p = nginx_conf('drip', <<"EOF" . $srv->('explicit') . $srv->('transparent') . "}\n", modules => [$Stream, $Module]);
+mcd_fqdn_filter drip {
+    default deny;
+    allow origin.test;
+}
+stream {
+    log_format m '\$remote_addr \$mcd_fqdn \$mcd_action \$status '
+                 '\$bytes_received \$session_time';
+    access_log $W/drip/logs/access.log m buffer=64k;
+EOF
+    run("@in taskset -c $CoreProxy $Nginx -p $p/ -c $p/nginx.conf");
+    push @Started, ['drip', "$p/nginx.pid"];
+
+    for my $mode ('explicit', 'transparent') {
+        my $port = $Port{"drip_$mode"};
+        my $up = 0;
+        for (1 .. 100) {
+            if (system(@in, 'bash', '-c',
+                       "exec 3<>/dev/tcp/127.0.0.1/$port", ) == 0) {
+                $up = 1;
+                last;
+            }
+            sleep 0.05;
+        }
+        die "drip: nothing listens on $port\n" unless $up;
+    }
+
+    my ($master, @workers) = pids_of(entry('drip'));
+    die "drip: expected one worker, found @workers\n" unless @workers == 1;
+    my $worker = $workers[0];
+    sleep 0.2;
+
+    # the reference: each head in one send()
+    for my $mode ('explicit', 'transparent') {
+        for my $size (@sizes) {
+            my $r = drip_once(in => \@in, mode => $mode, size => $size,
+                              parallel => $par, worker => $worker, burst => 1);
+            $d{errors}++ unless $r;
+            $d{burst}{$mode}{$size} = $r;
+        }
+    }
+
+    for my $round (1 .. $rounds) {
+        for my $size (@sizes) {
+            for my $mode ('explicit', 'transparent') {
+                my $r = drip_once(in => \@in, mode => $mode, size => $size,
+                                  parallel => $par, worker => $worker);
+                unless ($r) {
+                    $d{errors}++;
+                    next;
+                }
+                push @{ $d{raw}{$mode}{$size} }, $r;
+                say sprintf("drip round %d %-11s %2d x %6d B: %6.2f s, "
+                            . "worker CPU %8.1f ms (sched %8.1f), "
+                            . "%8.3f ms/KB, %.2f worker runs/byte",
+                            $round, $mode, $par, $size, $r->{wall_s},
+                            $r->{cpu_ms}, $r->{sched_cpu_ms},
+                            $r->{cpu_ms_per_kb},
+                            $r->{worker_runs} / ($size * $par));
+            }
+        }
+    }
+
+    stop_all();
+    drip_netns_down();
+
+    # medians; the ratio is the median of the per-round ratios of the
+    # largest size's CPU per KB to the smallest's
+    my ($lo, $hi) = ($sizes[0], $sizes[-1]);
+    for my $mode ('explicit', 'transparent') {
+        my $raw = $d{raw}{$mode} or next;
+        for my $size (@sizes) {
+            my @r = @{ $raw->{$size} // [] };
+            $d{summary}{$mode}{$size} = {
+                cpu_ms_per_kb => median(map { $_->{cpu_ms_per_kb} } @r),
+                sched_cpu_ms_per_kb =>
+                    median(map { $_->{sched_cpu_ms_per_kb} } @r),
+                runs_per_byte =>
+                    median(map { $_->{worker_runs} / ($size * $par) } @r),
+                wall_s => median(map { $_->{wall_s} } @r),
+                burst_sched_cpu_ms_per_kb =>
+                    $d{burst}{$mode}{$size}
+                    ? $d{burst}{$mode}{$size}{sched_cpu_ms_per_kb} : undef,
+            };
+        }
+        my (@ratio, @sratio);
+        for my $i (0 .. $rounds - 1) {
+            my ($a, $b) = ($raw->{$lo}[$i], $raw->{$hi}[$i]);
+            next unless $a && $b;
+            push @ratio, ratio($b->{cpu_ms_per_kb}, $a->{cpu_ms_per_kb});
+            push @sratio, ratio($b->{sched_cpu_ms_per_kb},
+                                $a->{sched_cpu_ms_per_kb});
+        }
+        $d{ratio}{$mode} = median(@ratio);
+        $d{sched_ratio}{$mode} = median(@sratio);
+    }
+
+    my $md = sprintf("Drip: %d head(s) at a time, %s; median of %d "
+                     . "round(s).\n\n", $par,
+                     $ns ? 'one byte per TCP segment'
+                         : 'one byte per send() but COALESCED into larger '
+                           . 'segments by delayed ACKs (no network namespace '
+                           . 'of its own)',
+                     $rounds);
+    $md .= "| front door | head bytes | worker CPU ms / KB (utime+stime) "
+         . "| same, schedstat | worker runs / byte | wall s "
+         . "| sent at once, ms / KB (schedstat) |\n"
+         . "|---|---|---|---|---|---|---|\n";
+    for my $mode ('explicit', 'transparent') {
+        for my $size (@sizes) {
+            my $x = $d{summary}{$mode}{$size} or next;
+            $md .= sprintf("| %s | %d | %s | %s | %s | %s | %s |\n", $mode,
+                           $size, fmt($x->{cpu_ms_per_kb}, '%.3f'),
+                           fmt($x->{sched_cpu_ms_per_kb}, '%.3f'),
+                           fmt($x->{runs_per_byte}, '%.2f'),
+                           fmt($x->{wall_s}, '%.1f'),
+                           fmt($x->{burst_sched_cpu_ms_per_kb}, '%.4f'));
+        }
+    }
+    $md .= "\n| front door | CPU per KB at $hi B / at $lo B (utime+stime) "
+         . "| same, schedstat | linear | quadratic |\n|---|---|---|---|---|\n";
+    for my $mode ('explicit', 'transparent') {
+        $md .= sprintf("| %s | %s | %s | ~1 | ~%.0f |\n", $mode,
+                       fmt($d{ratio}{$mode}, '%.2f'),
+                       fmt($d{sched_ratio}{$mode}, '%.2f'), $hi / $lo);
+    }
+    $d{md} = $md;
+
+    return \%d;
+}
+
 sub median {
     my @v = sort { $a <=> $b } grep { defined } @_;
     return undef unless @v;
@@ -453,6 +706,16 @@ die "build first: $Load\n" unless -x $Load;
 die "build first: $Module\n" unless -f $Module;
 
 make_path($Out);
+
+if ($opt{drip}) {
+    make_path($W);
+    my $d = drip_bench();
+    print "\n$d->{md}\n";
+    delete $d->{md};
+    write_file("$Out/drip.json", JSON::PP->new->pretty->canonical->encode($d));
+    say "results: $Out/drip.json";
+    exit($d->{errors} ? 1 : 0);
+}
 
 my %res = (date => strftime('%Y-%m-%d %H:%M:%S %Z', localtime),
            machine => {
@@ -596,6 +859,13 @@ unless ($skip{filter}) {
     $filter{list_lines} = $n;
 }
 
+# the drip case
+
+my $drip;
+unless ($skip{drip}) {
+    $drip = drip_bench();
+}
+
 # the table
 
 my $base = $sum{preread};
@@ -675,6 +945,11 @@ if (%mem) {
     }
 }
 
+if ($drip) {
+    $md .= "\n" . delete($drip->{md});
+    $res{drip} = $drip;
+}
+
 $res{summary} = \%sum;
 $res{memory} = \%mem;
 $res{filter} = \%filter;
@@ -689,4 +964,5 @@ say "results: $Out/results.json, $Out/results.md";
 
 my $errors = 0;
 $errors += $sum{$_}{errors} for keys %sum;
+$errors += $drip->{errors} if $drip;
 exit($errors ? 1 : 0);

@@ -4,6 +4,7 @@
 # generator, runs bench/bench.pl (all peers on loopback, one worker each)
 # and prints the table of ratios.
 #   bash bench/run.sh [--smoke] [bench.pl options]
+#   bash bench/run.sh --drip [--smoke]    only the drip case (issue 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
