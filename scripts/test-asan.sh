@@ -25,7 +25,8 @@ sed -i "s/^CFLAGS =\(.*\)\$/CFLAGS =\1 $san/" objs/Makefile
 # the module's link line ends with "-shared"
 sed -i "/ngx_mcd_module\.so:/,/-shared/ s/^\(\s*\)-shared\$/\1-shared $san/" \
     objs/Makefile
-rm -rf objs/addon objs/ngx_mcd_module.so objs/ngx_mcd_module_modules.o
+find objs/addon -name "*.o" -delete
+rm -f objs/ngx_mcd_module.so objs/ngx_mcd_module_modules.o
 make -s -f objs/Makefile objs/ngx_mcd_module.so
 if ! ldd objs/ngx_mcd_module.so | grep -q libasan; then
     echo "test-asan: the module was not linked with the sanitizers" >&2
