@@ -159,8 +159,12 @@ sub nginx_conf {
     make_path("$p/logs");
     my $load = $o{modules} ? join('', map { "load_module $_;\n" }
                                        @{ $o{modules} }) : '';
+    # as root, workers would run as "nobody", who may not reach a checkout
+    # under a private (0700) directory; the same for every peer
+    my $user = $> == 0 ? 'user root;' : '';
     write_file("$p/nginx.conf", <<"EOF");
 $load
+$user
 worker_processes 1;
 worker_rlimit_nofile $Nofile;
 pid $p/nginx.pid;

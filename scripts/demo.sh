@@ -61,7 +61,15 @@ cat > "$run/hosts" <<EOT
 0.0.0.0   rebind.demo.test
 EOT
 
+# as root, nginx's workers would run as "nobody", who may not reach files
+# under a private home directory (Debian 12 makes them 0700)
+user=
+if [ "$(id -u)" = 0 ]; then
+    user="user root;"
+fi
+
 cat > "$run/origin/nginx.conf" <<EOT
+$user
 worker_processes 1;
 pid $run/origin/nginx.pid;
 error_log $run/origin/logs/error.log warn;

@@ -262,7 +262,13 @@ sub start_origin {
         $W->{origin443} = 1;
     }
 
+    # as root, workers would run as "nobody", who may not reach a checkout
+    # under a private (0700) directory
+
+    my $user = $> == 0 ? 'user root;' : '';
+
     mcd_write_file("$p/conf/nginx.conf", <<"EOF");
+$user
 worker_processes 1;
 daemon on;
 master_process on;
