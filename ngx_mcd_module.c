@@ -17,6 +17,10 @@
 #include "src/ngx_mcd.h"
 
 
+/* "nginx -t" warns when the CA expires within this many seconds */
+#define NGX_MCD_CA_EXPIRY_WARN    (30 * 86400)
+
+
 typedef struct {
     ngx_str_t                 name;
     ngx_addr_t                addr;
@@ -62,6 +66,8 @@ static char *ngx_mcd_ca_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_mcd_certificate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_mcd_ca_check_dates(ngx_conf_t *cf, X509 *ca,
+    ngx_str_t *file);
 static ngx_int_t ngx_mcd_ca_load_key(ngx_cycle_t *cycle,
     ngx_mcd_conf_t *mcf);
 static int ngx_mcd_ca_password_cb(char *buf, int size, int rwflag,
@@ -1219,7 +1225,69 @@ ngx_mcd_ca_certificate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_mcd_ca_check_dates(cf, mcf->ca, &file) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * a CA that is not valid now cannot sign anything a client accepts: an
+ * error; one that expires within NGX_MCD_CA_EXPIRY_WARN: a warning, at
+ * every "nginx -t" and reload until it is replaced
+ */
+
+static ngx_int_t
+ngx_mcd_ca_check_dates(ngx_conf_t *cf, X509 *ca, ngx_str_t *file)
+{
+    time_t           now, soon;
+    struct tm        tm;
+    const ASN1_TIME  *t;
+
+    now = ngx_time();
+    soon = now + NGX_MCD_CA_EXPIRY_WARN;
+
+    t = X509_get0_notBefore(ca);
+
+    if (X509_cmp_time(t, &now) > 0) {
+        ngx_memzero(&tm, sizeof(struct tm));
+        (void) ASN1_TIME_to_tm(t, &tm);
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "CA certificate \"%V\" is not valid before "
+                           "%4d-%02d-%02d %02d:%02d:%02d UTC", file,
+                           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                           tm.tm_hour, tm.tm_min, tm.tm_sec);
+        return NGX_ERROR;
+    }
+
+    t = X509_get0_notAfter(ca);
+
+    ngx_memzero(&tm, sizeof(struct tm));
+    (void) ASN1_TIME_to_tm(t, &tm);
+
+    if (X509_cmp_time(t, &now) < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "CA certificate \"%V\" expired on "
+                           "%4d-%02d-%02d %02d:%02d:%02d UTC", file,
+                           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                           tm.tm_hour, tm.tm_min, tm.tm_sec);
+        return NGX_ERROR;
+    }
+
+    if (X509_cmp_time(t, &soon) < 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "CA certificate \"%V\" expires on "
+                           "%4d-%02d-%02d %02d:%02d:%02d UTC, in less than "
+                           "%d days", file,
+                           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                           tm.tm_hour, tm.tm_min, tm.tm_sec,
+                           NGX_MCD_CA_EXPIRY_WARN / 86400);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1230,6 +1298,8 @@ ngx_mcd_ca_certificate_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     BIO                 *bio;
     ngx_str_t           *value, file;
+    ngx_uint_t           mode;
+    ngx_file_info_t      fi;
     ngx_pool_cleanup_t  *cln;
 
     if (mcf->ca_certificate_key.data != NULL) {
@@ -1269,6 +1339,20 @@ ngx_mcd_ca_certificate_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     BIO_free(bio);
+
+    /* whoever can read the key can mint certificates the clients trust */
+
+    if (ngx_file_info(file.data, &fi) != NGX_FILE_ERROR
+        && (ngx_file_access(&fi) & (S_IRWXG|S_IRWXO)))
+    {
+        mode = ngx_file_access(&fi);
+
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "CA key \"%V\" is accessible by group or others "
+                           "(mode 0%ui%ui%ui): it should be readable by its "
+                           "owner only", &file, (mode >> 6) & 7,
+                           (mode >> 3) & 7, mode & 7);
+    }
 
     return NGX_CONF_OK;
 }

@@ -58,6 +58,50 @@ mcd_write_file("$d/pass/crlf.txt", "\r\nnope\r\n$phrase\r\n");
 mcd_write_file("$d/pass/wrong.txt", "nope\nstill nope\n");
 mcd_write_file("$d/pass/empty.txt", "\n\n");
 
+# CAs with chosen validity periods (openssl ca takes explicit dates): one
+# that expired, one not valid yet, one that expires in ten days; and the
+# gateway CA's key with a mode that group and others can read
+sub dated_ca {
+    my ($name, $start, $end) = @_;
+    my $ca = "$d/dated/$name";
+    make_path($ca);
+    mcd_write_file("$ca/index.txt", '');
+    mcd_write_file("$ca/serial", "01\n");
+    mcd_write_file("$ca/ca.cnf", <<"C");
+[ca]
+default_ca = d
+[d]
+database = $ca/index.txt
+new_certs_dir = $ca
+serial = $ca/serial
+default_md = sha256
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+[v3]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+C
+    McdTest::run("openssl ecparam -name prime256v1 -genkey -noout "
+                 . "-out $ca/ca.key && chmod 600 $ca/ca.key");
+    McdTest::run("openssl req -new -key $ca/ca.key -subj /CN=$name "
+                 . "-out $ca/ca.csr");
+    McdTest::run("openssl ca -batch -config $ca/ca.cnf -selfsign "
+                 . "-keyfile $ca/ca.key -in $ca/ca.csr -startdate $start "
+                 . "-enddate $end -extensions v3 -out $ca/ca.crt");
+}
+
+{
+    use POSIX qw(strftime);
+    my $t = sub { strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0])) };
+    dated_ca('expired', '20200101000000Z', '20200201000000Z');
+    dated_ca('future', '20990101000000Z', '20991231000000Z');
+    dated_ca('soon', $t->(-86400), $t->(10 * 86400));
+    McdTest::run("cp $d/gwca.key $d/gwca-open.key && chmod 644 $d/gwca-open.key");
+}
+
 # "nginx -t" (or a start) of a main context with no terminal to prompt on:
 # stdin from /dev/null and a time limit, so that a pass phrase prompt fails
 # the test instead of hanging it; returns { exit, out, err, conf }
@@ -556,3 +600,39 @@ mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-trad.key;
 C
 is $r->{exit}, 0, 'nginx -t passes' or diag $r->{err};
+
+
+
+=== TEST 35: a CA certificate that has expired
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/dated/expired/ca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/dated/expired/ca.key;
+--- nginx_t_error eval
+qr{\[emerg\] CA certificate "\S+/expired/ca\.crt" expired on 2020-02-01 00:00:00 UTC in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 36: a CA certificate that is not valid yet
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/dated/future/ca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/dated/future/ca.key;
+--- nginx_t_error eval
+qr{\[emerg\] CA certificate "\S+/future/ca\.crt" is not valid before 2099-01-01 00:00:00 UTC in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 37: a CA certificate that expires within 30 days: a warning
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/dated/soon/ca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/dated/soon/ca.key;
+--- nginx_t_like eval
+qr{\[warn\] CA certificate "\S+/soon/ca\.crt" expires on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, in less than 30 days in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 38: a CA key that group or others may read: a warning
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-open.key;
+--- nginx_t_like eval
+qr{\[warn\] CA key "\S+/gwca-open\.key" is accessible by group or others \(mode 0644\): it should be readable by its owner only in \S+nginx\.conf:\d+}

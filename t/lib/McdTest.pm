@@ -181,7 +181,7 @@ sub make_certs {
         "");
 
     run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-        . "-nodes -keyout $d/ca.key -out $d/ca.crt -days 30 "
+        . "-nodes -keyout $d/ca.key -out $d/ca.crt -days 365 "
         . "-subj '/CN=McdTest Origin CA' "
         . "-addext 'basicConstraints=critical,CA:TRUE' "
         . "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
@@ -191,12 +191,12 @@ sub make_certs {
         . "-subj '/CN=origin.test'");
 
     run("$ossl x509 -req -in $d/origin.csr -CA $d/ca.crt -CAkey $d/ca.key "
-        . "-CAcreateserial -out $d/origin.crt -days 30 -extfile $ext");
+        . "-CAcreateserial -out $d/origin.crt -days 365 -extfile $ext");
 
     # a self-signed certificate that is not a CA, for configuration errors
 
     run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-        . "-nodes -keyout $d/notca.key -out $d/notca.crt -days 30 "
+        . "-nodes -keyout $d/notca.key -out $d/notca.crt -days 365 "
         . "-subj '/CN=not a CA' "
         . "-addext 'basicConstraints=critical,CA:FALSE' "
         . "-addext 'keyUsage=critical,digitalSignature'");
@@ -204,7 +204,7 @@ sub make_certs {
     # a gateway CA with a key that does not belong to it
 
     run("$ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-        . "-nodes -keyout $d/gwca.key -out $d/gwca.crt -days 30 "
+        . "-nodes -keyout $d/gwca.key -out $d/gwca.crt -days 365 "
         . "-subj '/CN=McdTest Gateway CA' "
         . "-addext 'basicConstraints=critical,CA:TRUE' "
         . "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
