@@ -36,6 +36,7 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
+use File::Temp qw(tempdir);
 use Getopt::Long;
 use IO::Socket::INET;
 use JSON::PP;
@@ -309,6 +310,18 @@ EOF
     }
 }
 
+my $SquidDir;
+
+sub squid_dir {
+    return $SquidDir if $SquidDir;
+    $SquidDir = tempdir('mcd-bench-squid-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $SquidDir;
+    for my $f ('hosts', 'ca.crt', 'bump.pem') {
+        run("cp $W/$f $SquidDir/$f") if -f "$W/$f";
+    }
+    return $SquidDir;
+}
+
 sub start_squid {
     my ($name) = @_;
     my $squid = '/usr/sbin/squid';
@@ -317,7 +330,11 @@ sub start_squid {
         $skip{squid} = 1;
         return;
     }
-    my $p = "$W/$name";
+    # Squid drops to the "proxy" user, who may not reach a checkout under a
+    # private (0700) directory: its files live in a folder of their own,
+    # with copies of the few world files it reads
+    my $sw = squid_dir();
+    my $p = "$sw/$name";
     make_path("$p/logs", "$p/cache");
 
     # Squid's documented setups: a CONNECT proxy with the default ACLs
@@ -330,14 +347,14 @@ sub start_squid {
         my $certgen = '/usr/lib/squid/security_file_certgen';
         run("$certgen -c -s $p/ssl_db -M 16MB");
         $port .= " ssl-bump generate-host-certificates=on"
-               . " dynamic_cert_mem_cache_size=16MB tls-cert=$W/bump.pem";
+               . " dynamic_cert_mem_cache_size=16MB tls-cert=$sw/bump.pem";
         $bump = <<"EOF";
 sslcrtd_program $certgen -s $p/ssl_db -M 16MB
 sslcrtd_children 4 startup=1 idle=1
 acl step1 at_step SslBump1
 ssl_bump peek step1
 ssl_bump bump all
-tls_outgoing_options cafile=$W/ca.crt
+tls_outgoing_options cafile=$sw/ca.crt
 EOF
     }
     system("chown -R proxy:proxy $p 2>/dev/null");
@@ -352,7 +369,7 @@ http_access allow loopback
 http_access deny all
 $port
 $bump
-hosts_file $W/hosts
+hosts_file $sw/hosts
 workers 1
 cache deny all
 cache_mem 0 MB
