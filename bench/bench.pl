@@ -90,6 +90,10 @@ if (open my $so, '<:raw', $Module) {
 }
 
 my @Started;    # [ name, pidfile or pid ]
+my $Owner = $$;
+
+# whatever ends the run (a die included), nothing it started keeps running
+END { stop_all() if $$ == $Owner && @Started; }
 
 $SIG{INT} = $SIG{TERM} = sub { stop_all(); drip_netns_down(); exit 1; };
 
