@@ -52,6 +52,27 @@
  * Errors are short static strings in *err.  When an OpenSSL call failed,
  * OpenSSL's error queue holds the details (nginx: ngx_ssl_error()); a
  * refused name or an expired CA leaves the queue untouched.
+ *
+ * Use from nginx (one worker):
+ *
+ *   configuration:   mcd_cert_key_spec_parse() for "mcd_leaf_key";
+ *                    mcd_cert_ca_init() once the CA certificate and key
+ *                    are loaded (a pool cleanup calls mcd_cert_ca_free());
+ *   init_process:    mcd_cert_key_generate(), then
+ *                    mcd_cert_cache_create(max, valid, -1, &err);
+ *   certificate callback (SSL_CTX_set_cert_cb), for the AUTHORIZED name
+ *   carried with the connection, never the raw SNI:
+ *                    x = mcd_cert_cache_get(cache, &ca, &key, fqdn, len,
+ *                                           ngx_time(), 0, &minted, &err);
+ *                    SSL_use_cert_and_key(ssl, x, key.pkey, chain, 1)
+ *                    (chain: the CA certificate and the intermediates
+ *                    after it in the CA file); X509_free(x);
+ *   exit_process:    mcd_cert_cache_free(), mcd_cert_key_free().
+ *
+ * A cache hit costs a SipHash of the name and an X509_up_ref(); a mint
+ * costs one signature by the CA key plus about 25 us of building: about
+ * 60 us in all with an EC P-256 CA, 0.7 ms with an RSA 2048 CA (OpenSSL
+ * 3.0.19 on the project's 2-core machine).
  */
 
 

@@ -1266,6 +1266,25 @@ test_cache(void)
 
     mcd_cert_cache_free(cache);
 
+    /* valid= and notAfter - margin one second apart: the earlier wins */
+
+    cache = mcd_cert_cache_create(10, 600, 100, &err);
+    x = X509_new();
+    CHECK(x != NULL
+          && ASN1_TIME_set(X509_getm_notAfter(x), t_now + 701) != NULL,
+          "a bare certificate");
+    CHECK(mcd_cert_cache_insert(cache, U("a.test"), x, t_now, &err) == 1,
+          "insert");
+    CHECK(has(cache, "a.test", t_now + 599)
+          && !has(cache, "a.test", t_now + 600), "valid= first");
+    CHECK(ASN1_TIME_set(X509_getm_notAfter(x), t_now + 699) != NULL
+          && mcd_cert_cache_insert(cache, U("a.test"), x, t_now, &err) == 1,
+          "insert");
+    CHECK(has(cache, "a.test", t_now + 598)
+          && !has(cache, "a.test", t_now + 599), "notAfter - margin first");
+    X509_free(x);
+    mcd_cert_cache_free(cache);
+
     /* the notAfter margin: a 30-day leaf, valid= of 90 days */
 
     cache = mcd_cert_cache_create(10, 90 * DAY, -1, &err);
@@ -1406,17 +1425,200 @@ test_cache(void)
 
 
 /*
+ * The cache against a reference model: random inserts and lookups of 12
+ * names, with certificates of different notAfter times, time moving on,
+ * for several max / valid / margin settings.  Every answer and counter
+ * must agree with a plain array kept in recency order.
+ */
+
+#define M_NAMES   12
+#define M_CERTS   4
+#define M_OPS     20000
+#define M_CONFIGS 54                 /* maxes x valids x margins */
+
+
+typedef struct {
+    int      name;
+    int      cert;
+    time_t   expires;
+} m_entry_t;
+
+
+static void
+test_cache_model(void)
+{
+    int                            rc, want, k, c, found;
+    size_t                         i, n, op, max, evictions, expired, hits,
+                                   misses;
+    X509                          *certs[M_CERTS], *x;
+    time_t                         now, nas[M_CERTS], valid, margin, exp;
+    char                           names[M_NAMES][32];
+    unsigned char                  r[4];
+    m_entry_t                      m[8], e;
+    mcd_cert_cache_t              *cache;
+    const mcd_cert_cache_stats_t  *st;
+    const char                    *err;
+
+    static const size_t  maxes[] = { 0, 1, 2, 3, 5, 8 };
+    static const time_t  valids[] = { 0, 50, 200 };
+    static const time_t  margins[] = { 0, 10, 100 };
+
+    for (k = 0; k < M_NAMES; k++) {
+        snprintf(names[k], sizeof(names[k]), "m%d.example.test", k);
+    }
+
+    for (c = 0; c < M_CERTS; c++) {
+        nas[c] = t_now + 100 + 150 * c;
+        certs[c] = X509_new();
+        CHECK(certs[c] != NULL
+              && ASN1_TIME_set(X509_getm_notAfter(certs[c]), nas[c]) != NULL,
+              "model certificate");
+    }
+
+    for (i = 0; i < M_CONFIGS; i++) {
+
+        max = maxes[i / 9];
+        valid = valids[i / 3 % 3];
+        margin = margins[i % 3];
+
+        cache = mcd_cert_cache_create(max, valid, margin, &err);
+        CHECK(cache != NULL, "create");
+        if (cache == NULL) {
+            continue;
+        }
+
+        st = mcd_cert_cache_stats(cache);
+
+        n = 0;
+        evictions = 0;
+        expired = 0;
+        hits = 0;
+        misses = 0;
+        now = t_now;
+
+        for (op = 0; op < M_OPS / M_CONFIGS; op++) {
+            RAND_bytes(r, sizeof(r));
+
+            now += r[0] % 8 == 0 ? r[1] % 40 : 0;
+            if (now > t_now + 700) {
+                now = t_now;           /* the model does not care */
+
+                /* but the cache does: start both afresh */
+                mcd_cert_cache_free(cache);
+                cache = mcd_cert_cache_create(max, valid, margin, &err);
+                st = mcd_cert_cache_stats(cache);
+                n = 0;
+                evictions = expired = hits = misses = 0;
+            }
+
+            e.name = r[2] % M_NAMES;
+            e.cert = r[3] % M_CERTS;
+
+            for (found = -1, c = 0; c < (int) n; c++) {
+                if (m[c].name == e.name) {
+                    found = c;
+                }
+            }
+
+            if (r[1] & 1) {
+
+                /* insert */
+
+                exp = nas[e.cert] - margin;
+                if (valid > 0 && now + valid < exp) {
+                    exp = now + valid;
+                }
+
+                e.expires = exp;
+
+                if (exp <= now || max == 0) {
+                    want = 0;
+
+                    if (found >= 0) {
+                        memmove(&m[found], &m[found + 1],
+                                (n - found - 1) * sizeof(m_entry_t));
+                        n--;
+                    }
+
+                } else {
+                    want = 1;
+
+                    if (found >= 0) {
+                        memmove(&m[found], &m[found + 1],
+                                (n - found - 1) * sizeof(m_entry_t));
+                        n--;
+
+                    } else if (n == max) {
+                        n--;
+                        evictions++;
+                    }
+
+                    memmove(&m[1], &m[0], n * sizeof(m_entry_t));
+                    m[0] = e;
+                    n++;
+                }
+
+                rc = mcd_cert_cache_insert(cache, U(names[e.name]),
+                                           certs[e.cert], now, &err);
+                CHECK(rc == want, "model: insert");
+
+            } else {
+
+                /* lookup */
+
+                x = mcd_cert_cache_lookup(cache, U(names[e.name]), now,
+                                          NULL);
+
+                if (found < 0) {
+                    misses++;
+                    CHECK(x == NULL, "model: miss");
+
+                } else if (now >= m[found].expires) {
+                    misses++;
+                    expired++;
+                    memmove(&m[found], &m[found + 1],
+                            (n - found - 1) * sizeof(m_entry_t));
+                    n--;
+                    CHECK(x == NULL, "model: expired");
+
+                } else {
+                    hits++;
+                    e = m[found];
+                    memmove(&m[1], &m[0], found * sizeof(m_entry_t));
+                    m[0] = e;
+                    CHECK(x == certs[e.cert], "model: hit");
+                }
+
+                X509_free(x);
+            }
+
+            CHECK(st->entries == n && st->evictions == evictions
+                  && st->expired == expired && st->hits == hits
+                  && st->misses == misses, "model: counters");
+        }
+
+        mcd_cert_cache_free(cache);
+    }
+
+    for (c = 0; c < M_CERTS; c++) {
+        X509_free(certs[c]);
+    }
+}
+
+
+/*
  * Real TLS handshakes over a memory BIO pair: the server's certificate
  * callback gets the certificate from the cache as the nginx module will
- * (SNI -> mcd_cert_cache_get() -> SSL_use_certificate() +
- * SSL_use_PrivateKey()), the client verifies it against the CA with the
- * host name.
+ * (name -> mcd_cert_cache_get() -> SSL_use_cert_and_key() with the CA as
+ * the chain), the client verifies it against the CA with the host name
+ * and checks that it was sent the leaf and the CA.
  */
 
 typedef struct {
     mcd_cert_cache_t      *cache;
     const mcd_cert_ca_t   *ca;
     const mcd_cert_key_t  *key;
+    STACK_OF(X509)        *chain;
     int                    minted;
     int                    calls;
 } tls_srv_t;
@@ -1446,8 +1648,7 @@ tls_cert_cb(SSL *ssl, void *arg)
 
     srv->minted += minted;
 
-    if (SSL_use_certificate(ssl, x) != 1
-        || SSL_use_PrivateKey(ssl, srv->key->pkey) != 1
+    if (SSL_use_cert_and_key(ssl, x, srv->key->pkey, srv->chain, 1) != 1
         || SSL_check_private_key(ssl) != 1)
     {
         X509_free(x);
@@ -1554,6 +1755,14 @@ tls_handshake(tls_srv_t *srv, X509 *root, const char *sni, int version,
         rs = -4;
     }
 
+    /* what was sent: the leaf and the CA */
+
+    if (sk_X509_num(SSL_get_peer_cert_chain(c)) != 2
+        || X509_cmp(sk_X509_value(SSL_get_peer_cert_chain(c), 1), root) != 0)
+    {
+        rs = -5;
+    }
+
     X509_free(peer);
 
     *proto = SSL_get_version(c);
@@ -1600,6 +1809,9 @@ test_tls(void)
         srv.cache = mcd_cert_cache_create(10, 0, -1, &err);
         srv.ca = &ca.ca;
         srv.key = &keys[i];
+        srv.chain = sk_X509_new_null();
+        CHECK(srv.chain != NULL && sk_X509_push(srv.chain, ca.cert) > 0,
+              "chain");
 
         for (j = 0; j < 2; j++) {
             for (v = 0; v < 2; v++) {
@@ -1626,6 +1838,7 @@ test_tls(void)
         CHECK(rc != X509_V_OK, "a name the minting refuses: no handshake");
 
         mcd_cert_cache_free(srv.cache);
+        sk_X509_free(srv.chain);
         mcd_cert_key_free(&keys[i]);
     }
 
@@ -1735,6 +1948,7 @@ main(void)
     test_chain_and_refusals();
     test_serials();
     test_cache();
+    test_cache_model();
     test_tls();
 
     EVP_PKEY_free(t_ec_key);
