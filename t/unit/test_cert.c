@@ -7,8 +7,9 @@
  *
  * The CAs are generated here with OpenSSL's API.  With TEST_MCD_CERT_DUMP
  * set to a directory, the EC CA and a few minted leaves are written there
- * as PEM (ca.pem, leaf-dns.pem, leaf-ip.pem, leaf-rsa.pem, leaf-long.pem)
- * for a look with the openssl command line tool.
+ * as PEM (ca.pem, leaf-dns.pem with its EC key leaf-key.pem, leaf-ip.pem,
+ * leaf-rsa.pem, leaf-long.pem) for a look with the openssl command line
+ * tool and real clients.
  */
 
 
@@ -240,6 +241,31 @@ dump(const char *file, X509 *x)
     }
 
     PEM_write_X509(f, x);
+    fclose(f);
+}
+
+
+static void
+dump_key(const char *file, EVP_PKEY *key)
+{
+    char        path[1024];
+    FILE       *f;
+    const char *dir;
+
+    dir = getenv("TEST_MCD_CERT_DUMP");
+    if (dir == NULL || key == NULL) {
+        return;
+    }
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+
+    f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return;
+    }
+
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
     fclose(f);
 }
 
@@ -800,6 +826,7 @@ test_mint_fields(void)
 
                 if (i == 0 && j == 0 && k == 0) {
                     dump("leaf-dns.pem", x);
+                    dump_key("leaf-key.pem", leaves[j]->pkey);
                     dumped = "dns";
                 }
 
