@@ -1,7 +1,8 @@
 # The pure C cores (FQDN normaliser/matcher, CONNECT parser, ClientHello
-# parser): their unit tests are compiled and run here, so that "prove -r t"
-# runs them with everything else. Set TEST_MCD_VALGRIND=1 to run them under
-# valgrind as well.
+# parser, destination guard, certificate minting and cache): their unit
+# tests are compiled and run here, so that "prove -r t" runs them with
+# everything else. Set TEST_MCD_VALGRIND=1 to run them under valgrind as
+# well.
 
 use strict;
 use warnings;
@@ -24,8 +25,11 @@ for my $t (@tests) {
     my $src = "src/mcd_$name.c";
     my $bin = "$out/test_$name";
 
+    # the certificate core is on OpenSSL (its test also shakes hands)
+    my $libs = $name eq 'cert' ? '-lssl -lcrypto' : '-lpcre2-8';
+
     my $cmd = "$cc -std=c99 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror "
-            . "-Isrc $src $t -lpcre2-8 -o $bin 2>&1";
+            . "-Isrc $src $t $libs -o $bin 2>&1";
     my $log = `$cmd`;
     is($?, 0, "test_$name compiles without warnings") or diag $log;
     next if $?;
