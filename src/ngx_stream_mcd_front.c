@@ -366,6 +366,7 @@ ngx_stream_mcd_transparent_handler(ngx_event_t *rev)
     }
 
     if (rev->timedout) {
+        ngx_stream_mcd_lowat(s, 1);
         ctx->silent = 1;
         ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST,
                               NGX_MCD_REASON_BAD_REQUEST,
@@ -411,6 +412,7 @@ ngx_stream_mcd_transparent_handler(ngx_event_t *rev)
     case MCD_TLS_AGAIN:
 
         if ((size_t) n == ctx->peek_size) {
+            ngx_stream_mcd_lowat(s, 1);
             ngx_stream_mcd_refuse(s, NGX_STREAM_BAD_REQUEST,
                                   NGX_MCD_REASON_BAD_REQUEST,
                                   "ClientHello larger than "
