@@ -66,6 +66,11 @@ static char *ngx_mcd_ca_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_mcd_certificate_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_mcd_leaf_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_mcd_mint_init(ngx_cycle_t *cycle, ngx_mcd_conf_t *mcf);
+static ngx_int_t ngx_mcd_init_process(ngx_cycle_t *cycle);
+static void ngx_mcd_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_mcd_ca_check_dates(ngx_conf_t *cf, X509 *ca,
     ngx_str_t *file);
 static ngx_int_t ngx_mcd_ca_load_key(ngx_cycle_t *cycle,
@@ -116,6 +121,13 @@ static ngx_command_t  ngx_mcd_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mcd_leaf_key"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_mcd_leaf_key,
+      0,
+      0,
+      NULL },
+
     { ngx_string("mcd_certificate_cache"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE12,
       ngx_mcd_certificate_cache,
@@ -141,10 +153,10 @@ ngx_module_t  ngx_mcd_module = {
     NGX_CORE_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_mcd_init_process,                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_mcd_exit_process,                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -206,6 +218,7 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
 
     ngx_int_t               rc;
     ngx_uint_t              i, j;
+    const char             *err;
     ngx_mcd_profile_t     **profiles, *profile;
     ngx_mcd_profile_ref_t  *ref;
 
@@ -293,7 +306,71 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (mcf->leaf_key_name.data == NULL) {
+        ngx_str_set(&mcf->leaf_key_name, MCD_CERT_KEY_SPEC_DEFAULT);
+
+        if (mcd_cert_key_spec_parse(mcf->leaf_key_name.data,
+                                    mcf->leaf_key_name.len, &mcf->leaf_key,
+                                    &err)
+            != 0)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (mcf->ca != NULL && ngx_mcd_mint_init(cycle, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * what minting needs from the CA, prepared once per configuration: its key
+ * identifier and dates, and the chain sent after every minted leaf (the CA,
+ * then the intermediates that followed it in its file)
+ */
+
+static ngx_int_t
+ngx_mcd_mint_init(ngx_cycle_t *cycle, ngx_mcd_conf_t *mcf)
+{
+    int          i;
+    X509        *x509;
+    const char  *err;
+
+    err = NULL;
+
+    if (mcd_cert_ca_init(&mcf->mint_ca, mcf->ca, mcf->ca_key, &err) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "CA \"%V\" cannot sign certificates: %s in %s:%ui",
+                      &mcf->ca_certificate, err ? err : "unknown error",
+                      mcf->ca_conf_file, mcf->ca_conf_line);
+        return NGX_ERROR;
+    }
+
+    mcf->mint_chain = sk_X509_new_null();
+    if (mcf->mint_chain == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (sk_X509_push(mcf->mint_chain, mcf->ca) == 0) {
+        return NGX_ERROR;
+    }
+
+    X509_up_ref(mcf->ca);
+
+    for (i = 0; i < sk_X509_num(mcf->ca_chain); i++) {
+        x509 = sk_X509_value(mcf->ca_chain, i);
+
+        if (sk_X509_push(mcf->mint_chain, x509) == 0) {
+            return NGX_ERROR;
+        }
+
+        X509_up_ref(x509);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1674,6 +1751,15 @@ ngx_mcd_ca_cleanup(void *data)
         EVP_PKEY_free(mcf->ca_key);
         mcf->ca_key = NULL;
     }
+
+    if (mcf->mint_chain != NULL) {
+        sk_X509_pop_free(mcf->mint_chain, X509_free);
+        mcf->mint_chain = NULL;
+    }
+
+    if (mcf->mint_ca.cert != NULL) {
+        mcd_cert_ca_free(&mcf->mint_ca);
+    }
 }
 
 
@@ -1718,4 +1804,142 @@ ngx_mcd_ssl_errors(u_char *p, u_char *last)
     }
 
     return p;
+}
+
+
+static char *
+ngx_mcd_leaf_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_mcd_conf_t  *mcf = conf;
+
+    ngx_str_t   *value;
+    const char  *err;
+
+    if (mcf->leaf_key_name.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    err = NULL;
+
+    if (mcd_cert_key_spec_parse(value[1].data, value[1].len, &mcf->leaf_key,
+                                &err)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"mcd_leaf_key\": %s, "
+                           "it must be \"ec:P-256\", \"ec:P-384\", "
+                           "\"rsa:2048\", \"rsa:3072\" or \"rsa:4096\"",
+                           &value[1], err ? err : "unknown key type");
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->leaf_key_name = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * per worker: one leaf key, made at worker start and used for every
+ * certificate the worker mints (a signature per new name, no key
+ * generation), and the cache of minted certificates
+ */
+
+static mcd_cert_key_t     ngx_mcd_leaf;
+static mcd_cert_cache_t  *ngx_mcd_cert_cache;
+static ngx_mcd_conf_t    *ngx_mcd_worker_conf;
+
+
+static ngx_int_t
+ngx_mcd_init_process(ngx_cycle_t *cycle)
+{
+    const char      *err;
+    ngx_mcd_conf_t  *mcf;
+
+    mcf = (ngx_mcd_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_mcd_module);
+
+    if (mcf == NULL || mcf->mint_ca.cert == NULL) {
+        return NGX_OK;
+    }
+
+    err = NULL;
+
+    if (mcd_cert_key_generate(&mcf->leaf_key, &ngx_mcd_leaf, &err) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "mcd: cannot generate the leaf key \"%V\": %s",
+                      &mcf->leaf_key_name, err ? err : "unknown error");
+        return NGX_ERROR;
+    }
+
+    ngx_mcd_cert_cache = mcd_cert_cache_create(mcf->cert_cache_max,
+                                               mcf->cert_cache_valid, -1,
+                                               &err);
+    if (ngx_mcd_cert_cache == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "mcd: cannot create the certificate cache: %s",
+                      err ? err : "unknown error");
+        mcd_cert_key_free(&ngx_mcd_leaf);
+        return NGX_ERROR;
+    }
+
+    ngx_mcd_worker_conf = mcf;
+
+    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                  "mcd: worker leaf key %V generated, certificate cache "
+                  "max=%ui valid=%T", &mcf->leaf_key_name,
+                  mcf->cert_cache_max, mcf->cert_cache_valid);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_mcd_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_mcd_cert_cache != NULL) {
+        mcd_cert_cache_free(ngx_mcd_cert_cache);
+        ngx_mcd_cert_cache = NULL;
+    }
+
+    if (ngx_mcd_worker_conf != NULL) {
+        mcd_cert_key_free(&ngx_mcd_leaf);
+        ngx_mcd_worker_conf = NULL;
+    }
+}
+
+
+/*
+ * the certificate for an authorized name, from the worker's cache or minted
+ * now; the caller owns a reference to the certificate, the key and chain
+ * are the worker's (SSL_use_cert_and_key() takes its own references)
+ */
+
+X509 *
+ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key, STACK_OF(X509) **chain,
+    ngx_uint_t *minted, const char **err)
+{
+    int    m;
+    X509  *x509;
+
+    if (ngx_mcd_worker_conf == NULL) {
+        *err = "no gateway CA in this worker";
+        return NULL;
+    }
+
+    m = 0;
+
+    x509 = mcd_cert_cache_get(ngx_mcd_cert_cache,
+                              &ngx_mcd_worker_conf->mint_ca, &ngx_mcd_leaf,
+                              name->data, name->len, ngx_time(), 0, &m, err);
+    if (x509 == NULL) {
+        return NULL;
+    }
+
+    *key = ngx_mcd_leaf.pkey;
+    *chain = ngx_mcd_worker_conf->mint_chain;
+    *minted = m;
+
+    return x509;
 }

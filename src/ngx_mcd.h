@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "mcd_fqdn.h"
+#include "mcd_cert.h"
 
 
 #define NGX_MCD_NO_SNI_DENY       0
@@ -79,6 +80,11 @@ typedef struct {
 
     ngx_str_t                 ca_password_file;
     ngx_array_t              *ca_passwords;      /* ngx_str_t, wiped */
+
+    mcd_cert_key_spec_t       leaf_key;          /* "mcd_leaf_key" */
+    ngx_str_t                 leaf_key_name;
+    mcd_cert_ca_t             mint_ca;           /* .cert: CA usable */
+    STACK_OF(X509)           *mint_chain;        /* CA + intermediates */
 } ngx_mcd_conf_t;
 
 
@@ -99,6 +105,8 @@ ngx_int_t ngx_mcd_decide(ngx_pool_t *pool, ngx_mcd_profile_t *profile,
 ngx_mcd_hosts_entry_t *ngx_mcd_hosts_lookup(ngx_cycle_t *cycle,
     ngx_str_t *fqdn);
 ngx_int_t ngx_mcd_ca_configured(ngx_cycle_t *cycle);
+X509 *ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key,
+    STACK_OF(X509) **chain, ngx_uint_t *minted, const char **err);
 const char *ngx_mcd_action_name(ngx_uint_t action);
 
 

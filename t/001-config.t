@@ -636,3 +636,22 @@ mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca-open.key;
 --- nginx_t_like eval
 qr{\[warn\] CA key "\S+/gwca-open\.key" is accessible by group or others \(mode 0644\): it should be readable by its owner only in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 39: an unknown mcd_leaf_key type
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+mcd_leaf_key rsa:1024;
+--- nginx_t_error eval
+qr{\[emerg\] invalid value "rsa:1024" in "mcd_leaf_key": .* in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 40: mcd_leaf_key rsa:2048 and a certificate cache pass
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+mcd_leaf_key rsa:2048;
+mcd_certificate_cache max=5000 valid=1h;

@@ -541,3 +541,13 @@ while (length $got < length("HTTP/1.1 200 Connection established\r\n\r\nearly\n"
 }
 is $got, "HTTP/1.1 200 Connection established\r\n\r\nearly\n", '200, then the early bytes echoed';
 close $s;
+
+
+
+=== TEST 37: each worker makes its leaf key and certificate cache at start (a CA is configured)
+--- gateway
+--- raw_request eval
+"CONNECT x.denied.test:$ENV{TEST_NGINX_MCD_ORIGIN} HTTP/1.1\r\n\r\n"
+--- error_code: 403
+--- error_log eval
+qr/\[info\] \d+#\d+: mcd: worker leaf key ec:P-256 generated, certificate cache max=1000 valid=86400/
