@@ -28,7 +28,7 @@ sed -i "/ngx_mcd_module\.so:/,/-shared/ s/^\(\s*\)-shared\$/\1-shared $san/" \
 find objs/addon -name "*.o" -delete
 rm -f objs/ngx_mcd_module.so objs/ngx_mcd_module_modules.o
 make -s -f objs/Makefile objs/ngx_mcd_module.so
-if ! ldd objs/ngx_mcd_module.so | grep -q libasan; then
+if ! ldd objs/ngx_mcd_module.so | grep libasan >/dev/null; then
     echo "test-asan: the module was not linked with the sanitizers" >&2
     exit 1
 fi
@@ -51,7 +51,7 @@ cd "$repo"
 
 if [ $# -eq 0 ]; then
     set -- t/010-explicit.t t/030-transparent.t t/040-destination.t \
-           t/050-faults.t t/051-shutdown.t t/052-overload.t
+           t/050-faults.t t/051-shutdown.t t/052-overload.t t/060-decrypt.t
 fi
 
 rc=0

@@ -35,6 +35,7 @@ static ngx_int_t ngx_mcd_sockaddr_bytes(struct sockaddr *sa, int *family,
     u_char *bytes);
 static ngx_int_t ngx_mcd_is_listener(struct sockaddr *sa, socklen_t len);
 static ngx_int_t ngx_mcd_is_local(int family, u_char *bytes);
+static void ngx_mcd_handoff_cleanup(void *data);
 
 
 static ngx_str_t  ngx_mcd_reasons[] = {
@@ -426,6 +427,13 @@ ngx_mcd_upstream_set_addrs(ngx_mcd_upstream_t *u, ngx_addr_t *addrs,
     if (u->check && u->check(u) != NGX_OK) {
         /* the owner has set the reason */
         ngx_mcd_upstream_finish(u, NGX_DECLINED, u->reason);
+        return;
+    }
+
+    if (u->resolve_only) {
+        /* decryption: the http side connects to this very address */
+        u->current = &u->addrs[0];
+        ngx_mcd_upstream_finish(u, NGX_OK, NGX_MCD_REASON_NONE);
         return;
     }
 
@@ -903,4 +911,45 @@ ngx_mcd_upstream_close_peer(ngx_mcd_upstream_t *u)
         ngx_close_connection(u->peer.connection);
         u->peer.connection = NULL;
     }
+}
+
+
+/* the hand-off record: a pool cleanup of its own marks it on the pool */
+
+ngx_mcd_handoff_t *
+ngx_mcd_handoff_add(ngx_connection_t *c)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(c->pool, sizeof(ngx_mcd_handoff_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cln->data, sizeof(ngx_mcd_handoff_t));
+    cln->handler = ngx_mcd_handoff_cleanup;
+
+    return cln->data;
+}
+
+
+ngx_mcd_handoff_t *
+ngx_mcd_handoff_get(ngx_connection_t *c)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = c->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_mcd_handoff_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_mcd_handoff_cleanup(void *data)
+{
+    /* nothing to release: the record only marks the connection */
 }

@@ -66,6 +66,25 @@ typedef struct {
 } ngx_mcd_destination_t;
 
 
+/*
+ * the decision, handed over with a live connection from the stream front
+ * door to the http interception server (mcd_decrypt_pass); found on the
+ * connection's pool
+ */
+
+typedef struct {
+    ngx_str_t                    fqdn;           /* authorized, normalised */
+    ngx_str_t                    sni;            /* as the client sent it */
+    ngx_str_t                    rule;
+    ngx_str_t                    profile;
+    ngx_str_t                    upstream;       /* fqdn:port */
+    ngx_str_t                    upstream_addr;  /* address:port resolved */
+    ngx_uint_t                   mode;           /* NGX_MCD_MODE_* */
+    ngx_uint_t                   action;         /* MCD_ACTION_* */
+    in_port_t                    port;
+} ngx_mcd_handoff_t;
+
+
 typedef struct ngx_mcd_upstream_s  ngx_mcd_upstream_t;
 
 typedef void (*ngx_mcd_upstream_handler_pt)(ngx_mcd_upstream_t *u,
@@ -112,6 +131,7 @@ struct ngx_mcd_upstream_s {
     ngx_resolver_ctx_t          *resolver_ctx;
     ngx_event_t                  timer;          /* next_timeout */
 
+    unsigned                     resolve_only:1; /* no connect */
     unsigned                     timed_out:1;    /* last attempt */
     unsigned                     done:1;
 };
@@ -123,6 +143,9 @@ void ngx_mcd_upstream_set_addrs(ngx_mcd_upstream_t *u, ngx_addr_t *addrs,
 void ngx_mcd_upstream_cancel(ngx_mcd_upstream_t *u);
 
 char *ngx_mcd_destination(ngx_conf_t *cf, ngx_mcd_destination_t **dest);
+
+ngx_mcd_handoff_t *ngx_mcd_handoff_add(ngx_connection_t *c);
+ngx_mcd_handoff_t *ngx_mcd_handoff_get(ngx_connection_t *c);
 
 ngx_str_t *ngx_mcd_reason_name(ngx_mcd_reason_e reason);
 u_char *ngx_mcd_escape(u_char *dst, u_char *src, size_t size);

@@ -51,6 +51,9 @@ typedef struct {
     size_t                       buffer_size;
     ngx_flag_t                   verify_destination;
     ngx_flag_t                   splice;
+    ngx_addr_t                  *decrypt_pass;      /* mcd_decrypt_pass */
+    u_char                      *decrypt_pass_file;
+    ngx_uint_t                   decrypt_pass_line;
 
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
@@ -138,6 +141,8 @@ extern ngx_str_t  ngx_stream_mcd_modes[];
 /* ngx_stream_mcd_front.c */
 void ngx_stream_mcd_explicit_handler(ngx_event_t *rev);
 void ngx_stream_mcd_transparent_handler(ngx_event_t *rev);
+ngx_listening_t *ngx_stream_mcd_intercept_listener(ngx_cycle_t *cycle,
+    ngx_addr_t *addr);
 
 /* ngx_stream_mcd_relay.c */
 void ngx_stream_mcd_connected(ngx_stream_session_t *s);

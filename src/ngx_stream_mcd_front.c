@@ -18,6 +18,12 @@
 
 #include "ngx_stream_mcd.h"
 
+#if (NGX_HTTP_SSL)
+#include <ngx_http.h>
+
+ngx_int_t ngx_http_mcd_intercepts(ngx_listening_t *ls);
+#endif
+
 
 #if (NGX_LINUX)
 #ifndef SO_ORIGINAL_DST
@@ -57,6 +63,7 @@ static ngx_int_t ngx_stream_mcd_attempt(ngx_mcd_upstream_t *u,
     ngx_addr_t *addr);
 static void ngx_stream_mcd_upstream_done(ngx_mcd_upstream_t *u,
     ngx_int_t rc);
+static void ngx_stream_mcd_decrypt(ngx_stream_session_t *s);
 
 
 /* explicit: the CONNECT head */
@@ -794,8 +801,17 @@ ngx_stream_mcd_act(ngx_stream_session_t *s)
         return;
 
     case MCD_ACTION_DECRYPT:
-        ngx_stream_mcd_refuse(s, 501, NGX_MCD_REASON_DECRYPT_UNAVAILABLE,
-                              "decryption is not available");
+
+        if (ctx->conf->decrypt_pass == NULL) {
+            ngx_stream_mcd_refuse(s, 501, NGX_MCD_REASON_DECRYPT_UNAVAILABLE,
+                                  "decryption is not available");
+            return;
+        }
+
+        /* resolved here, connected to by the http side */
+
+        ctx->upstream_step.resolve_only = 1;
+        ngx_stream_mcd_upstream(s, NULL);
         return;
 
     default: /* MCD_ACTION_DENY */
@@ -1143,6 +1159,11 @@ ngx_stream_mcd_upstream_done(ngx_mcd_upstream_t *u, ngx_int_t rc)
     ctx->waiting = 0;
 
     if (rc == NGX_OK) {
+        if (u->resolve_only) {
+            ngx_stream_mcd_decrypt(s);
+            return;
+        }
+
         ngx_stream_mcd_connected(s);
         return;
     }
@@ -1180,4 +1201,150 @@ ngx_stream_mcd_upstream_done(ngx_mcd_upstream_t *u, ngx_int_t rc)
     }
 
     ngx_stream_mcd_refuse(s, status, u->reason, (char *) u->detail);
+}
+
+
+/*
+ * decryption: the name resolved; explicit answers 200, then the live
+ * connection goes, in-process, to the http "listen ... ssl" server named by
+ * mcd_decrypt_pass (the way nginx's stream "pass" re-homes a connection),
+ * with the decision on its pool; transparent hands it over with the
+ * ClientHello still in the socket
+ */
+
+static void
+ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
+{
+    ssize_t                n;
+    ngx_listening_t       *ls;
+    ngx_connection_t      *c;
+    ngx_mcd_handoff_t     *h;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    static u_char  established[] =
+        "HTTP/1.1 200 Connection established" CRLF CRLF;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ctx->upstream_addr = ctx->upstream_step.current->name;
+
+    ls = ngx_stream_mcd_intercept_listener((ngx_cycle_t *) ngx_cycle,
+                                           ctx->conf->decrypt_pass);
+    if (ls == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "mcd: no interception listener at %V",
+                      &ctx->conf->decrypt_pass->name);
+        ngx_stream_mcd_refuse(s, NGX_STREAM_INTERNAL_SERVER_ERROR,
+                              NGX_MCD_REASON_INTERNAL,
+                              "no interception listener");
+        return;
+    }
+
+    h = ngx_mcd_handoff_add(c);
+    if (h == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    h->fqdn = ctx->fqdn;
+    h->sni = ctx->sni;
+    h->rule = ctx->rule;
+    h->profile = ctx->conf->profile->name;
+    h->upstream = ctx->upstream;
+    h->upstream_addr = ctx->upstream_addr;
+    h->mode = ctx->conf->mode;
+    h->action = ctx->action;
+    h->port = ctx->port;
+
+    if (ctx->conf->mode == NGX_MCD_MODE_EXPLICIT) {
+
+        /* 39 bytes into an empty socket buffer */
+
+        n = send(c->fd, established, sizeof(established) - 1, 0);
+
+        if (n != (ssize_t) sizeof(established) - 1) {
+            ngx_connection_error(c, ngx_socket_errno,
+                                 "send() of the 200 answer failed");
+            ngx_stream_mcd_finalize(s, NGX_STREAM_OK);
+            return;
+        }
+
+        c->sent += n;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "mcd %V: \"%V\" from %V handed over for decryption to "
+                  "%V, rule \"%V\", profile \"%V\", upstream address %V",
+                  &ngx_stream_mcd_modes[ctx->conf->mode], &ctx->upstream,
+                  &c->addr_text, &ctx->conf->decrypt_pass->name, &ctx->rule,
+                  &h->profile, &ctx->upstream_addr);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ctx->finalized = 1;
+
+    c->listening = ls;
+    c->data = NULL;
+    c->buffer = NULL;
+
+    *c->log = ls->log;
+    c->log->handler = NULL;
+    c->log->data = NULL;
+
+    c->local_sockaddr = ls->sockaddr;
+    c->local_socklen = ls->socklen;
+
+    ls->handler(c);
+}
+
+
+/* an http listener with mcd_intercept on, at the address given */
+
+ngx_listening_t *
+ngx_stream_mcd_intercept_listener(ngx_cycle_t *cycle, ngx_addr_t *addr)
+{
+#if (NGX_HTTP_SSL)
+    ngx_uint_t        i;
+    ngx_listening_t  *ls;
+
+    ls = cycle->listening.elts;
+
+    for (i = 0; i < cycle->listening.nelts; i++) {
+
+        if (ls[i].type != SOCK_STREAM
+            || ls[i].handler != ngx_http_init_connection)
+        {
+            continue;
+        }
+
+        if (ls[i].wildcard) {
+            if (ls[i].sockaddr->sa_family != addr->sockaddr->sa_family
+                || ngx_inet_get_port(ls[i].sockaddr)
+                   != ngx_inet_get_port(addr->sockaddr))
+            {
+                continue;
+            }
+
+        } else if (ngx_cmp_sockaddr(ls[i].sockaddr, ls[i].socklen,
+                                    addr->sockaddr, addr->socklen, 1)
+                   != NGX_OK)
+        {
+            continue;
+        }
+
+        if (ngx_http_mcd_intercepts(&ls[i]) == NGX_OK) {
+            return &ls[i];
+        }
+    }
+
+#endif
+
+    return NULL;
 }

@@ -50,6 +50,9 @@ static char *ngx_stream_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_mcd_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_stream_mcd_init_module(ngx_cycle_t *cycle);
 
 
 static ngx_conf_post_handler_pt  ngx_stream_mcd_buffer_size_post =
@@ -75,6 +78,13 @@ static ngx_command_t  ngx_stream_mcd_commands[] = {
     { ngx_string("mcd_connect_ports"),
       NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_1MORE,
       ngx_stream_mcd_connect_ports,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_decrypt_pass"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_decrypt_pass,
       NGX_STREAM_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -157,7 +167,7 @@ ngx_module_t  ngx_stream_mcd_module = {
     ngx_stream_mcd_commands,               /* module directives */
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_stream_mcd_init_module,            /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -889,4 +899,91 @@ ngx_stream_mcd_buffer_size(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_url_t   u;
+    ngx_str_t  *value;
+
+    if (mscf->decrypt_pass != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in \"%V\" of \"mcd_decrypt_pass\"",
+                               u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0 || u.no_port) {
+        return "needs an address and a port";
+    }
+
+    mscf->decrypt_pass = &u.addrs[0];
+    mscf->decrypt_pass_file = cf->conf_file->file.name.data;
+    mscf->decrypt_pass_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * the listening sockets exist now (also for "nginx -t"): every
+ * mcd_decrypt_pass must name an http "listen ... ssl" with mcd_intercept
+ */
+
+static ngx_int_t
+ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                     i;
+    ngx_stream_mcd_srv_conf_t     *mscf;
+    ngx_stream_core_srv_conf_t   **cscfp;
+    ngx_stream_core_main_conf_t   *cmcf;
+
+    if (ngx_stream_cycle_get_module_main_conf(cycle, ngx_stream_core_module)
+        == NULL)
+    {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_stream_cycle_get_module_main_conf(cycle, ngx_stream_core_module);
+    cscfp = cmcf->servers.elts;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+
+        mscf = cscfp[i]->ctx->srv_conf[ngx_stream_mcd_module.ctx_index];
+
+        if (mscf->decrypt_pass == NULL) {
+            continue;
+        }
+
+        if (ngx_stream_mcd_intercept_listener(cycle, mscf->decrypt_pass)
+            == NULL)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "\"mcd_decrypt_pass\" %V names no http "
+                          "\"listen ... ssl\" with \"mcd_intercept on\" "
+                          "in %s:%ui", &mscf->decrypt_pass->name,
+                          mscf->decrypt_pass_file, mscf->decrypt_pass_line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }

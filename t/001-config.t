@@ -490,7 +490,7 @@ qr{\[emerg\] invalid value "sideways"}
 --- mcd_client
 my $d = $W->{dir};
 mcd_write_file("$d/ex/allow.txt", "partner.example\n");
-for my $f ('explicit', 'transparent') {
+for my $f ('explicit', 'transparent', 'decrypt') {
     my $text = mcd_slurp("$W->{root}/conf-examples/$f.conf");
     my ($mods) = $ENV{TEST_NGINX_LOAD_MODULES};
     my ($stream) = grep { /stream/ } split ' ', $mods;
@@ -498,6 +498,12 @@ for my $f ('explicit', 'transparent') {
     $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
     $text =~ s{load_module modules/ngx_mcd_module\.so;}{$mcd ? "load_module $mcd;" : ''}e;
     $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};
+    $text =~ s{/etc/nginx/mcd/gateway-ca\.(crt|key)}{$d/gwca.$1}g;
+    $text =~ s{/etc/ssl/certs/ca-certificates\.crt}{$d/ca.crt};
+    $text =~ s{listen 127\.0\.0\.1:8443}{listen 127.0.0.1:$W->{port2}};
+    $text =~ s{mcd_decrypt_pass  127\.0\.0\.1:8443}{mcd_decrypt_pass  127.0.0.1:$W->{port2}}g;
+    $text =~ s{listen (3128|8444);}{listen 127.0.0.1:$W->{port};}
+        if $f eq 'decrypt';
     $text =~ s{/var/log/nginx/}{$d/ex/}g;
     $text =~ s{/run/nginx\.pid}{$d/ex/nginx.pid};
     $text =~ s{^user .*$}{}m;
@@ -655,3 +661,23 @@ mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
 mcd_leaf_key rsa:2048;
 mcd_certificate_cache max=5000 valid=1h;
+
+
+
+=== TEST 41: mcd_decrypt_pass that names no mcd_intercept listener
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+mcd_fqdn_filter p {
+    decrypt .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+    }
+}
+--- nginx_t_error eval
+qr{\[emerg\] "mcd_decrypt_pass" 127\.0\.0\.1:\d+ names no http "listen \.\.\. ssl" with "mcd_intercept on" in \S+nginx\.conf:\d+}

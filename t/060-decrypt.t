@@ -1,0 +1,172 @@
+# Decryption, explicit mode: a "decrypt" verdict answers 200 once the name
+# resolved, hands the connection in-process to the http "listen ... ssl"
+# server with mcd_intercept (mcd_decrypt_pass), which presents a leaf the
+# gateway CA minted for the authorized name and re-encrypts to the address
+# the front door resolved, verifying the origin.  A decryption exception
+# (allow under decrypt) still shows the origin's own certificate.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+BEGIN { push @INC, "$FindBin::Bin/compat"; }
+
+use McdTest;
+use Test::Nginx::Socket 'no_plan';
+
+mcd_test_setup();
+
+$ENV{TEST_NGINX_MCD_INTERCEPT} = $W->{port2};
+
+our $MainConfig = <<'_EOC_';
+mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts;
+
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+
+mcd_fqdn_filter egress {
+    default deny;
+    decrypt .example.test;
+    allow   bank.example.test origin.test;
+}
+
+stream {
+    log_format mcd '$status action=$mcd_action fqdn=$mcd_fqdn '
+                   'reason=$mcd_reason';
+    access_log logs/mcd.log mcd;
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter egress;
+        mcd_connect_ports $TEST_NGINX_MCD_ORIGIN;
+        mcd_destination allow 127.0.0.0/8 ::1;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT;
+    }
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+        mcd_proxy transparent;
+        mcd_fqdn_filter egress;
+        mcd_destination allow 127.0.0.0/8 ::1;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT;
+    }
+}
+_EOC_
+
+our $HttpConfig = <<'_EOC_';
+    log_format decrypted '$host $status decrypted=$mcd_decrypted '
+                         'fqdn=$mcd_fqdn up=$mcd_upstream_addr '
+                         'rule=$mcd_rule';
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT ssl;
+        mcd_intercept on;
+        access_log logs/decrypted.log decrypted;
+
+        location / {
+            proxy_pass https://$mcd_upstream_addr;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TEST_NGINX_MCD_WORLD/ca.crt;
+            proxy_ssl_server_name on;
+            proxy_ssl_name $mcd_fqdn;
+            proxy_set_header Host $host;
+        }
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('main_config', $MainConfig)
+        unless defined $block->main_config;
+    $block->set_value('http_config', $HttpConfig)
+        unless defined $block->http_config;
+});
+
+sub via_gateway {
+    my ($host, $cacert) = @_;
+    return mcd_curl('-sS', '-v', '--max-time', '20', '--cacert', $cacert,
+                    '-x', "http://127.0.0.1:$W->{port}",
+                    '-w', '\n%{http_connect} %{http_code}',
+                    "https://$host:$W->{origin}/index.html");
+}
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: decrypt: the client sees a certificate of the gateway CA for the name, and the origin's exact body
+--- mcd_client
+my $r = main::via_gateway('www.example.test', mcd_file('gwca.crt'));
+is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+like $r->{out}, qr/\Ahello from origin\n\n200 200\z/, '200, then the body';
+like $r->{err}, qr/subject: CN=www\.example\.test/, 'leaf for the name';
+like $r->{err}, qr/subjectAltName: host "www\.example\.test" matched/, 'SAN matched';
+like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'issued by the gateway CA';
+my ($line) = mcd_wait_log('decrypted.log', qr/decrypted=1/);
+like $line // '', qr{^www\.example\.test 200 decrypted=1 fqdn=www\.example\.test up=127\.0\.0\.1:\d+ rule=\.example\.test$},
+    'the http side logged the decision';
+
+
+
+=== TEST 2: the second request for the name: the certificate comes from the worker's cache
+--- mcd_client
+for (1 .. 2) {
+    my $r = main::via_gateway('example.test', mcd_file('gwca.crt'));
+    is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+}
+my @m = mcd_wait_log('error.log', qr/certificate for "example\.test"/, 2, 10);
+is scalar(@m), 2, 'two handshakes';
+like $m[0] // '', qr/minted/, 'the first minted';
+like $m[1] // '', qr/from the cache/, 'the second from the cache';
+
+
+
+=== TEST 3: a decryption exception shows the origin's own certificate
+--- mcd_client
+my $r = main::via_gateway('bank.example.test', mcd_file('ca.crt'));
+is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+like $r->{out}, qr/\Ahello from origin\n\n200 200\z/, 'body';
+like $r->{err}, qr/issuer: CN=McdTest Origin CA/, 'the origin CA, not the gateway';
+
+
+
+=== TEST 4: the gateway CA is not trusted for the origin's own name through a direct connection to the interception port
+--- mcd_client
+my $r = mcd_curl('-sS', '-v', '--max-time', '10', '--cacert', mcd_file('gwca.crt'),
+                 '--resolve', "www.example.test:$ENV{TEST_NGINX_MCD_INTERCEPT}:127.0.0.1",
+                 "https://www.example.test:$ENV{TEST_NGINX_MCD_INTERCEPT}/index.html");
+isnt $r->{exit}, 0, 'the handshake fails';
+my @m = mcd_wait_log('error.log', qr/refused a TLS handshake that the front door did not hand over/, 1, 5);
+is scalar(@m), 1, 'logged';
+
+
+
+=== TEST 5: transparent: the ClientHello goes to the interception server untouched, the name it was decided on gets the certificate
+--- mcd_client
+SKIP: {
+    skip 'the origin cannot listen on port 443 (not root)', 4 unless $W->{origin443};
+    my $r = mcd_curl('-sS', '-v', '--max-time', '20',
+                     '--cacert', mcd_file('gwca.crt'),
+                     '--connect-to', "www.example.test:443:127.0.0.1:$W->{port3}",
+                     'https://www.example.test/index.html');
+    is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+    is $r->{out}, "hello from origin\n", 'the origin\'s body';
+    like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'issued by the gateway CA';
+    my ($line) = mcd_wait_log('decrypted.log', qr/up=127\.0\.0\.1:443 /);
+    like $line // '', qr/^www\.example\.test 200 decrypted=1 /, 'logged by the http side';
+}
+
+
+
+=== TEST 6: a TLS server name other than the authorized one fails the handshake (sni_mismatch)
+--- mcd_client
+my $r = McdTest::mcd_run_cmd('sh', '-c', 'exec timeout 10 openssl s_client -brief '
+                    . "-proxy 127.0.0.1:$W->{port} "
+                    . "-connect www.example.test:$W->{origin} "
+                    . '-servername evil.example.test -CAfile ' . mcd_file('gwca.crt')
+                    . ' </dev/null');
+isnt $r->{exit}, 0, 'no handshake' or diag $r->{out} . $r->{err};
+my @m = mcd_wait_log('error.log', qr/refused "www\.example\.test": the TLS server name differs .* reason "sni_mismatch"/, 1, 5);
+is scalar(@m), 1, 'logged with the reason';
