@@ -23,9 +23,18 @@ typedef struct {
 } ngx_http_mcd_srv_conf_t;
 
 
+typedef struct {
+    ngx_str_t                   reason;
+} ngx_http_mcd_ctx_t;
+
+
 ngx_int_t ngx_http_mcd_intercepts(ngx_listening_t *ls);
 
 static int ngx_http_mcd_certificate(ngx_ssl_conn_t *ssl_conn, void *arg);
+static ngx_int_t ngx_http_mcd_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mcd_variable_reason(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mcd_variable_str(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mcd_variable_decrypted(ngx_http_request_t *r,
@@ -53,7 +62,7 @@ static ngx_command_t  ngx_http_mcd_commands[] = {
 
 static ngx_http_module_t  ngx_http_mcd_module_ctx = {
     ngx_http_mcd_add_variables,            /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_mcd_init,                     /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -104,6 +113,9 @@ static ngx_http_variable_t  ngx_http_mcd_vars[] = {
 
     { ngx_string("mcd_decrypted"), NULL, ngx_http_mcd_variable_decrypted,
       0, 0, 0 },
+
+    { ngx_string("mcd_reason"), NULL, ngx_http_mcd_variable_reason,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -183,6 +195,64 @@ ngx_http_mcd_certificate(ngx_ssl_conn_t *ssl_conn, void *arg)
                   minted ? "minted" : "from the cache");
 
     return 1;
+}
+
+
+/*
+ * a decrypted request must be for the name that was authorized: a Host
+ * (or :authority) naming anything else is answered 421, the way a server
+ * answers a request for a name its certificate was not presented for
+ */
+
+static ngx_int_t
+ngx_http_mcd_access_handler(ngx_http_request_t *r)
+{
+    size_t                    len;
+    u_char                   *host;
+    ngx_mcd_handoff_t        *h;
+    ngx_http_mcd_ctx_t       *ctx;
+    ngx_http_mcd_srv_conf_t  *hmcf;
+
+    hmcf = ngx_http_get_module_srv_conf(r, ngx_http_mcd_module);
+
+    if (!hmcf->intercept || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    h = ngx_mcd_handoff_get(r->connection);
+
+    if (h == NULL) {
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    host = r->headers_in.server.data;
+    len = r->headers_in.server.len;
+
+    if (len && host[len - 1] == '.') {
+        len--;
+    }
+
+    if (len == h->fqdn.len && ngx_strncasecmp(host, h->fqdn.data, len) == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mcd_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&ctx->reason, "host_mismatch");
+    ngx_http_set_ctx(r, ctx, ngx_http_mcd_module);
+
+    /* Host was parsed by nginx: a valid host name, nothing to escape */
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "mcd: refused a request for \"%V\" on a connection "
+                  "authorized for \"%V\", reason \"host_mismatch\"",
+                  &r->headers_in.server, &h->fqdn);
+
+    return NGX_HTTP_MISDIRECTED_REQUEST;
 }
 
 
@@ -292,6 +362,29 @@ ngx_http_mcd_variable_decrypted(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_mcd_variable_reason(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_mcd_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mcd_module);
+
+    if (ctx == NULL || ctx->reason.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->reason.data;
+    v->len = ctx->reason.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_mcd_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
@@ -311,6 +404,25 @@ ngx_http_mcd_add_variables(ngx_conf_t *cf)
 
 
 /* configuration */
+
+
+static ngx_int_t
+ngx_http_mcd_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mcd_access_handler;
+
+    return NGX_OK;
+}
 
 
 static void *

@@ -57,7 +57,7 @@ _EOC_
 our $HttpConfig = <<'_EOC_';
     log_format decrypted '$host $status decrypted=$mcd_decrypted '
                          'fqdn=$mcd_fqdn up=$mcd_upstream_addr '
-                         'rule=$mcd_rule';
+                         'rule=$mcd_rule reason=$mcd_reason';
 
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT ssl;
@@ -105,7 +105,7 @@ like $r->{err}, qr/subject: CN=www\.example\.test/, 'leaf for the name';
 like $r->{err}, qr/subjectAltName: host "www\.example\.test" matched/, 'SAN matched';
 like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'issued by the gateway CA';
 my ($line) = mcd_wait_log('decrypted.log', qr/decrypted=1/);
-like $line // '', qr{^www\.example\.test 200 decrypted=1 fqdn=www\.example\.test up=127\.0\.0\.1:\d+ rule=\.example\.test$},
+like $line // '', qr{^www\.example\.test 200 decrypted=1 fqdn=www\.example\.test up=127\.0\.0\.1:\d+ rule=\.example\.test reason=-$},
     'the http side logged the decision';
 
 
@@ -170,3 +170,24 @@ my $r = McdTest::mcd_run_cmd('sh', '-c', 'exec timeout 10 openssl s_client -brie
 isnt $r->{exit}, 0, 'no handshake' or diag $r->{out} . $r->{err};
 my @m = mcd_wait_log('error.log', qr/refused "www\.example\.test": the TLS server name differs .* reason "sni_mismatch"/, 1, 5);
 is scalar(@m), 1, 'logged with the reason';
+
+
+
+=== TEST 7: a request whose Host is not the authorized name: 421 host_mismatch; with a port or a trailing dot it is the same name
+--- mcd_client
+my $r = mcd_curl('-sS', '-v', '--max-time', '20', '--cacert', mcd_file('gwca.crt'),
+                 '-x', "http://127.0.0.1:$W->{port}", '-H', 'Host: other.example.test',
+                 '-w', '\n%{http_code}',
+                 "https://www.example.test:$W->{origin}/index.html");
+like $r->{out}, qr/\n421\z/, 'answered 421' or diag $r->{err};
+unlike $r->{out}, qr/hello from origin/, 'nothing from the origin';
+my ($line) = mcd_wait_log('decrypted.log', qr/^other\.example\.test /);
+like $line // '', qr/ 421 .* reason=host_mismatch$/, 'logged with the reason';
+my @m = mcd_wait_log('error.log', qr/refused a request for "other\.example\.test" on a connection authorized for "www\.example\.test", reason "host_mismatch"/);
+is scalar(@m), 1, 'one warn line';
+for my $host ("www.example.test:$W->{origin}", 'WWW.example.test.') {
+    $r = mcd_curl('-sS', '--max-time', '20', '--cacert', mcd_file('gwca.crt'),
+                  '-x', "http://127.0.0.1:$W->{port}", '-H', "Host: $host",
+                  "https://www.example.test:$W->{origin}/index.html");
+    is $r->{out}, "hello from origin\n", "Host: $host is the authorized name";
+}
