@@ -18,15 +18,19 @@ mcd_test_setup();
 
 $ENV{TEST_NGINX_MCD_INTERCEPT} = $W->{port2};
 
+# a name the origin's certificate does not carry
+mcd_write_file(mcd_file('hosts-decrypt'),
+               mcd_slurp(mcd_file('hosts')) . "127.0.0.1 wrongname.test\n");
+
 our $MainConfig = <<'_EOC_';
-mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts;
+mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts-decrypt;
 
 mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
 
 mcd_fqdn_filter egress {
     default deny;
-    decrypt .example.test;
+    decrypt .example.test wrongname.test;
     allow   bank.example.test origin.test;
 }
 
@@ -191,3 +195,14 @@ for my $host ("www.example.test:$W->{origin}", 'WWW.example.test.') {
                   "https://www.example.test:$W->{origin}/index.html");
     is $r->{out}, "hello from origin\n", "Host: $host is the authorized name";
 }
+
+
+
+=== TEST 8: an upstream whose certificate does not verify (not for the name): 502, none of its content, the verification error in the log
+--- mcd_client
+my $r = main::via_gateway('wrongname.test', mcd_file('gwca.crt'));
+like $r->{out}, qr/\n200 502\z/, 'the tunnel opened, the request answered 502' or diag $r->{err};
+unlike $r->{out}, qr/hello from origin/, 'nothing from the origin';
+like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'the client saw the minted certificate';
+my @m = mcd_wait_log('error.log', qr/upstream SSL certificate does not match "wrongname\.test"/, 1, 5);
+is scalar(@m), 1, 'the verification error is logged';
