@@ -18,6 +18,10 @@ mcd_test_setup();
 
 $ENV{TEST_NGINX_MCD_INTERCEPT} = $W->{port2};
 
+# a second gateway listener (nothing else uses the "closed" port here) and
+# its interception server with HTTP/2
+$ENV{TEST_NGINX_MCD_H2} = $W->{port3} + 1;
+
 # a name the origin's certificate does not carry
 mcd_write_file(mcd_file('hosts-decrypt'),
                mcd_slurp(mcd_file('hosts')) . "127.0.0.1 wrongname.test\n");
@@ -49,6 +53,15 @@ stream {
     }
 
     server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_CLOSED;
+        mcd_proxy explicit;
+        mcd_fqdn_filter egress;
+        mcd_connect_ports $TEST_NGINX_MCD_ORIGIN;
+        mcd_destination allow 127.0.0.0/8 ::1;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_H2;
+    }
+
+    server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
         mcd_proxy transparent;
         mcd_fqdn_filter egress;
@@ -65,6 +78,22 @@ our $HttpConfig = <<'_EOC_';
 
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT ssl;
+        mcd_intercept on;
+        access_log logs/decrypted.log decrypted;
+
+        location / {
+            proxy_pass https://$mcd_upstream_addr;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TEST_NGINX_MCD_WORLD/ca.crt;
+            proxy_ssl_server_name on;
+            proxy_ssl_name $mcd_fqdn;
+            proxy_set_header Host $host;
+        }
+    }
+
+    server {
+        # the same with HTTP/2 to the client (ALPN h2)
+        listen 127.0.0.1:$TEST_NGINX_MCD_H2 ssl http2;
         mcd_intercept on;
         access_log logs/decrypted.log decrypted;
 
@@ -206,3 +235,17 @@ unlike $r->{out}, qr/hello from origin/, 'nothing from the origin';
 like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'the client saw the minted certificate';
 my @m = mcd_wait_log('error.log', qr/upstream SSL certificate does not match "wrongname\.test"/, 1, 5);
 is scalar(@m), 1, 'the verification error is logged';
+
+
+
+=== TEST 9: HTTP/2 to the client through the interception (ALPN h2), the origin's exact body
+--- mcd_client
+my $r = mcd_curl('-sS', '-v', '--http2', '--max-time', '20',
+                 '--cacert', mcd_file('gwca.crt'),
+                 '-x', "http://127.0.0.1:$W->{closed}",
+                 '-w', '\n%{http_version}',
+                 "https://www.example.test:$W->{origin}/index.html");
+is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
+is $r->{out}, "hello from origin\n\n2", 'HTTP/2, the body';
+like $r->{err}, qr/ALPN: server accepted h2/, 'h2 negotiated';
+like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'the minted certificate';
