@@ -76,7 +76,8 @@ $Nofile = 1048576 if $Nofile > 1048576;
 my %Port = (origin => 443, preread => 9101, transparent => 9102,
             explicit => 9103, squid => 9104, terminate => 9105,
             bump => 9106, splice => 9107, drip_explicit => 9108,
-            drip_transparent => 9109);
+            drip_transparent => 9109, decrypt => 9110,
+            decrypt_intercept => 9111);
 
 # the destination guard (issue 7): once the module has mcd_destination,
 # every ngx_mcd server that connects to the loopback origin must allow it
@@ -156,6 +157,14 @@ sub make_world {
         . "-addext 'keyUsage=critical,keyCertSign'");
     run("cat $W/bump.crt $W/bump.key > $W/bump.pem");
     run("cat $W/ca.crt $W/bump.crt > $W/both.crt");
+
+    # the gateway CA of the "decrypt" peer (ngx_mcd mints from it)
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        . "-keyout $W/gwca.key -out $W/gwca.crt -days 365 -subj '/CN=gateway CA' "
+        . "-addext 'basicConstraints=critical,CA:TRUE' "
+        . "-addext 'keyUsage=critical,keyCertSign'");
+    run("chmod 600 $W/gwca.key");
+    run("cat $W/ca.crt $W/gwca.crt > $W/both-gw.crt");
 }
 
 sub nginx_conf {
@@ -306,7 +315,65 @@ EOF
         start_nginx($name, $CoreProxy);
     }
 
-    wait_port($Port{$_}) for qw(preread transparent explicit splice terminate);
+    # "decrypt": explicit mode, every connection decrypted: the front door
+    # hands it to an mcd_intercept server (a certificate minted for the
+    # name, then cached), which re-encrypts to the verified origin like
+    # "terminate" does
+
+    nginx_conf('decrypt', <<"EOF", modules => [$Stream, $Module]);
+mcd_hosts_file $W/hosts;
+mcd_ca_certificate     $W/gwca.crt;
+mcd_ca_certificate_key $W/gwca.key;
+mcd_fqdn_filter bench {
+    default deny;
+    decrypt origin.test;
+}
+stream {
+    log_format m '\$remote_addr \$mcd_fqdn \$mcd_upstream_addr \$status '
+                 '\$bytes_sent \$bytes_received \$session_time';
+    access_log $W/decrypt/logs/stream.log m buffer=64k;
+    server {
+        listen 127.0.0.1:$Port{decrypt} backlog=4096;
+        mcd_proxy explicit;
+        mcd_fqdn_filter bench;
+        mcd_connect_ports $Port{origin};
+        mcd_decrypt_pass 127.0.0.1:$Port{decrypt_intercept};
+        $Guard
+    }
+}
+http {
+    log_format b '\$remote_addr \$mcd_fqdn \$upstream_addr \$status '
+                 '\$body_bytes_sent \$request_time';
+    access_log $W/decrypt/logs/access.log b buffer=64k;
+    client_body_temp_path $W/decrypt/tmp;
+    proxy_temp_path $W/decrypt/tmp;
+    fastcgi_temp_path $W/decrypt/tmp;
+    uwsgi_temp_path $W/decrypt/tmp;
+    scgi_temp_path $W/decrypt/tmp;
+    server {
+        listen 127.0.0.1:$Port{decrypt_intercept} ssl backlog=4096;
+        mcd_intercept on;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve prime256v1;
+        ssl_session_tickets off;
+        location / {
+            proxy_pass https://\$mcd_upstream_addr;
+            proxy_ssl_server_name on;
+            proxy_ssl_name \$mcd_fqdn;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $W/ca.crt;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_ssl_session_reuse off;
+            proxy_set_header Host \$host;
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    start_nginx('decrypt', $CoreProxy);
+
+    wait_port($Port{$_})
+        for qw(preread transparent explicit splice terminate decrypt);
 
     unless ($skip{squid}) {
         start_squid('squid');
@@ -461,10 +528,11 @@ sub load {
     my $peer = $o{peer};
     my ($mode, $connect) = $peer eq 'direct'
         ? ('direct', "127.0.0.1:$Port{origin}")
-        : $peer =~ /^(squid|explicit|bump|splice)$/
+        : $peer =~ /^(squid|explicit|bump|splice|decrypt)$/
         ? ('explicit', "127.0.0.1:$Port{$peer}")
         : ('transparent', "127.0.0.1:$Port{$peer}");
-    my $ca = $peer eq 'bump' ? "$W/both.crt" : "$W/ca.crt";
+    my $ca = $peer eq 'bump' ? "$W/both.crt"
+           : $peer eq 'decrypt' ? "$W/both-gw.crt" : "$W/ca.crt";
     my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--json', '--quiet',
                '--mode', $mode, '--connect', $connect,
                '--target', "origin.test:$Port{origin}",
@@ -757,7 +825,8 @@ make_world();
 start_origin();
 start_proxies();
 
-my @peers = ('preread', 'transparent', 'explicit', 'splice', 'terminate');
+my @peers = ('preread', 'transparent', 'explicit', 'splice', 'terminate',
+             'decrypt');
 push @peers, 'squid', 'bump' unless $skip{squid};
 
 my (%conn, %bulk);
@@ -823,7 +892,7 @@ unless ($skip{memory}) {
                 . "machine's hard limit ($Nofile): measuring $cap";
             $n = $cap;
         }
-        for my $p (grep { !/^(terminate|bump|splice)$/ } @peers) {
+        for my $p (grep { !/^(terminate|bump|splice|decrypt)$/ } @peers) {
             my $idle = rss_kb($p);
             my ($mode) = $p eq 'explicit' || $p eq 'squid' ? 'explicit' : 'transparent';
             my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--hold', '--json',
@@ -935,8 +1004,10 @@ unless ($skip{squid}) {
     push @rows, ['Squid CONNECT (reference)', 'CPU per GB relayed',
                  paired(\%bulk, 'squid', 'preread', \&cpu_gb), ''];
 }
-push @rows, ['decryption (not built yet)', 'CPU per 1,000 new sessions',
-             undef, '<= 1.10 of "terminate"'];
+push @rows, ['explicit decryption', 'CPU per 1,000 new sessions, vs "terminate"',
+             paired(\%conn, 'decrypt', 'terminate', \&cpu_conn), '<= 1.10'];
+push @rows, ['explicit decryption', '10 MiB throughput, vs "terminate"',
+             paired(\%bulk, 'decrypt', 'terminate', \&mbps), '>= 0.9'];
 unless ($skip{squid}) {
     push @rows, ['Squid SslBump (reference)', 'CPU per 1,000 new sessions, vs "terminate"',
                  paired(\%conn, 'bump', 'terminate', \&cpu_conn), '(3.1 in SPEC)'];
