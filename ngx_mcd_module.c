@@ -169,6 +169,16 @@ static ngx_str_t  ngx_mcd_action_names[] = {
 };
 
 
+/* $mcd_mode, by NGX_MCD_MODE_* */
+
+ngx_str_t  ngx_mcd_modes[] = {
+    ngx_null_string,
+    ngx_string("explicit"),
+    ngx_string("transparent"),
+    ngx_string("http")
+};
+
+
 static void *
 ngx_mcd_create_conf(ngx_cycle_t *cycle)
 {

@@ -2,11 +2,26 @@
 /*
  * Copyright (C) ngx_mcd authors
  *
- * The http side of decryption.  "mcd_intercept on" in a "listen ... ssl"
- * server: nginx's own TLS termination, with a certificate callback that
- * presents a leaf minted by the gateway CA for the name the stream front
- * door authorized (the decision travels with the connection, see
- * mcd_decrypt_pass).  The server needs no ssl_certificate of its own.
+ * The http side, two jobs:
+ *
+ * - "mcd_intercept on" in a "listen ... ssl" server: decryption.  nginx's
+ *   own TLS termination, with a certificate callback that presents a leaf
+ *   minted by the gateway CA for the name the stream front door authorized
+ *   (the decision travels with the connection, see mcd_decrypt_pass); the
+ *   server needs no ssl_certificate of its own.  Every request must be for
+ *   that name (421 otherwise), the profile is applied again, and the
+ *   verification of the upstream's certificate by proxy_pass is watched so
+ *   that its refusal carries the reason "upstream_cert".
+ *
+ * - "mcd_fqdn_filter NAME" in any server: the policy on the request's host,
+ *   for plain HTTP forward proxying (requests handed over by mcd_http_pass),
+ *   transparent port-80 traffic or a reverse proxy.  An allowed name is
+ *   resolved (mcd_hosts_file, then the resolver), every address is judged
+ *   by the destination guard, and $mcd_upstream_addr names the one to
+ *   connect to: "proxy_pass http://$mcd_upstream_addr;" looks nothing up.
+ *
+ * Both run in the post-read phase: once per request, before any rewrite or
+ * access module, and so not subject to "satisfy any".
  */
 
 
@@ -20,30 +35,88 @@
 
 typedef struct {
     ngx_flag_t                  intercept;
+    ngx_str_t                   profile_name;
+    ngx_mcd_profile_t          *profile;           /* mcd_fqdn_filter */
+    ngx_mcd_destination_t      *destination;
+    ngx_array_t                *ports;             /* in_port_t */
 } ngx_http_mcd_srv_conf_t;
 
 
+/* a location's conf: only its merge is needed, to watch proxy_ssl_verify */
+
 typedef struct {
-    ngx_str_t                   reason;
+    ngx_uint_t                  watched;
+} ngx_http_mcd_loc_conf_t;
+
+
+typedef struct {
+    ngx_mcd_handoff_t           d;                 /* this request's */
+    ngx_mcd_reason_e            reason;
+    ngx_mcd_upstream_t          step;              /* resolve and guard */
+    ngx_int_t                   rc;                /* the phase's answer */
+    ngx_uint_t                  name_type;         /* MCD_NAME_* */
+    unsigned                    decided:1;
+    unsigned                    waiting:1;
+    unsigned                    in_handler:1;
+    unsigned                    done:1;
 } ngx_http_mcd_ctx_t;
 
 
 ngx_int_t ngx_http_mcd_intercepts(ngx_listening_t *ls);
+ngx_int_t ngx_http_mcd_forwards(ngx_listening_t *ls);
 
 static int ngx_http_mcd_certificate(ngx_ssl_conn_t *ssl_conn, void *arg);
-static ngx_int_t ngx_http_mcd_access_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_mcd_variable_reason(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_mcd_init(ngx_conf_t *cf);
+static int ngx_http_mcd_verify(int ok, X509_STORE_CTX *store);
+static ngx_int_t ngx_http_mcd_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mcd_intercepted(ngx_http_request_t *r,
+    ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
+static ngx_int_t ngx_http_mcd_filter(ngx_http_request_t *r,
+    ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
+static ngx_int_t ngx_http_mcd_resolve(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx, ngx_http_mcd_srv_conf_t *hmcf,
+    ngx_addr_t *fixed);
+static void ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc);
+static void ngx_http_mcd_cleanup(void *data);
+static in_port_t ngx_http_mcd_port(ngx_http_request_t *r);
+static ngx_http_mcd_ctx_t *ngx_http_mcd_create_ctx(ngx_http_request_t *r,
+    ngx_mcd_handoff_t *h);
+static ngx_http_mcd_ctx_t *ngx_http_mcd_get_ctx(ngx_http_request_t *r);
+static void ngx_http_mcd_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_mcd_refuse(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx, ngx_uint_t status, ngx_mcd_reason_e reason,
+    const char *detail);
+static ngx_int_t ngx_http_mcd_answer(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx, ngx_uint_t status, const char *detail);
+
+static ngx_mcd_handoff_t *ngx_http_mcd_decision(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mcd_variable_str(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_variable_action(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_variable_mode(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_variable_port(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mcd_variable_decrypted(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_mcd_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mcd_variable_reason(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_mcd_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mcd_init(ngx_conf_t *cf);
 static void *ngx_http_mcd_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static void *ngx_http_mcd_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mcd_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static char *ngx_http_mcd_intercept(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
@@ -56,12 +129,33 @@ static ngx_command_t  ngx_http_mcd_commands[] = {
       offsetof(ngx_http_mcd_srv_conf_t, intercept),
       NULL },
 
+    { ngx_string("mcd_fqdn_filter"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_http_mcd_fqdn_filter,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_destination"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
+      ngx_http_mcd_destination,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_http_ports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      ngx_http_mcd_http_ports,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_mcd_module_ctx = {
-    ngx_http_mcd_add_variables,            /* preconfiguration */
+    ngx_http_mcd_preconfiguration,         /* preconfiguration */
     ngx_http_mcd_init,                     /* postconfiguration */
 
     NULL,                                  /* create main configuration */
@@ -70,8 +164,8 @@ static ngx_http_module_t  ngx_http_mcd_module_ctx = {
     ngx_http_mcd_create_srv_conf,          /* create server configuration */
     ngx_http_mcd_merge_srv_conf,           /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_mcd_create_loc_conf,          /* create location configuration */
+    ngx_http_mcd_merge_loc_conf            /* merge location configuration */
 };
 
 
@@ -94,22 +188,32 @@ ngx_module_t  ngx_http_mcd_module = {
 static ngx_http_variable_t  ngx_http_mcd_vars[] = {
 
     { ngx_string("mcd_fqdn"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, fqdn), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, fqdn), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_sni"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, sni), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, sni), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_rule"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, rule), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, rule), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_profile"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, profile), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, profile), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_upstream"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, upstream), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, upstream), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_upstream_addr"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, upstream_addr), 0, 0 },
+      offsetof(ngx_mcd_handoff_t, upstream_addr), NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("mcd_action"), NULL, ngx_http_mcd_variable_action,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mcd_mode"), NULL, ngx_http_mcd_variable_mode,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mcd_port"), NULL, ngx_http_mcd_variable_port,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_decrypted"), NULL, ngx_http_mcd_variable_decrypted,
       0, 0, 0 },
@@ -119,6 +223,11 @@ static ngx_http_variable_t  ngx_http_mcd_vars[] = {
 
       ngx_http_null_variable
 };
+
+
+/* the proxy module's index, for its SSL context (see the loc conf merge) */
+
+static ngx_int_t  ngx_http_mcd_proxy_index = -1;
 
 
 /*
@@ -199,30 +308,162 @@ ngx_http_mcd_certificate(ngx_ssl_conn_t *ssl_conn, void *arg)
 
 
 /*
- * a decrypted request must be for the name that was authorized: a Host
- * (or :authority) naming anything else is answered 421, the way a server
- * answers a request for a name its certificate was not presented for
+ * proxy_pass verifying an upstream certificate for a decrypted request
+ * (installed on the proxy module's SSL context): nginx's own callback only
+ * logs at debug level and lets the handshake finish, then refuses the
+ * result; this one does the same and records why, for $mcd_reason, with
+ * the name check nginx does after the handshake
  */
 
-static ngx_int_t
-ngx_http_mcd_access_handler(ngx_http_request_t *r)
+static int
+ngx_http_mcd_verify(int ok, X509_STORE_CTX *store)
 {
-    size_t                    len;
-    u_char                   *host;
+    int                  err, depth;
+    X509                *cert;
+    ngx_str_t           *name;
+    ngx_ssl_conn_t      *ssl_conn;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_http_mcd_ctx_t  *ctx;
+
+    ssl_conn = X509_STORE_CTX_get_ex_data(store,
+                                          SSL_get_ex_data_X509_STORE_CTX_idx());
+    if (ssl_conn == NULL) {
+        return 1;
+    }
+
+    c = ngx_ssl_get_connection(ssl_conn);
+
+    if (c == NULL || c->data == NULL) {
+        return 1;
+    }
+
+    /* an upstream connection's data is its request */
+
+    r = c->data;
+    ctx = ngx_http_mcd_get_ctx(r);
+
+    if (ctx == NULL || ctx->reason == NGX_MCD_REASON_UPSTREAM_CERT) {
+        return 1;
+    }
+
+    depth = X509_STORE_CTX_get_error_depth(store);
+
+    if (!ok) {
+        err = X509_STORE_CTX_get_error(store);
+
+        ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "mcd: the certificate of \"%V\" at %V does not verify "
+                      "(depth %d: %d:%s), reason \"upstream_cert\"",
+                      &ctx->d.fqdn, &ctx->d.upstream_addr, depth, err,
+                      X509_verify_cert_error_string(err));
+        return 1;
+    }
+
+    if (depth != 0 || r->upstream == NULL) {
+        return 1;
+    }
+
+    name = &r->upstream->ssl_name;
+    cert = X509_STORE_CTX_get_current_cert(store);
+
+    if (cert != NULL
+        && (name->len == 0
+            || X509_check_host(cert, (char *) name->data, name->len, 0, NULL)
+               != 1))
+    {
+        ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "mcd: the certificate of \"%V\" at %V is not for "
+                      "\"%V\", reason \"upstream_cert\"",
+                      &ctx->d.fqdn, &ctx->d.upstream_addr, name);
+    }
+
+    return 1;
+}
+
+
+/* the post-read phase */
+
+static ngx_int_t
+ngx_http_mcd_handler(ngx_http_request_t *r)
+{
     ngx_mcd_handoff_t        *h;
     ngx_http_mcd_ctx_t       *ctx;
     ngx_http_mcd_srv_conf_t  *hmcf;
 
-    hmcf = ngx_http_get_module_srv_conf(r, ngx_http_mcd_module);
-
-    if (!hmcf->intercept || r != r->main) {
+    if (r != r->main) {
         return NGX_DECLINED;
     }
 
+    ctx = ngx_http_mcd_get_ctx(r);
+
+    if (ctx != NULL) {
+        /* phases run again: after the resolution, or on a write event */
+        return ctx->waiting ? NGX_DONE : ctx->rc;
+    }
+
+    hmcf = ngx_http_get_module_srv_conf(r, ngx_http_mcd_module);
     h = ngx_mcd_handoff_get(r->connection);
 
-    if (h == NULL) {
-        return NGX_HTTP_FORBIDDEN;
+    if (hmcf->intercept) {
+        return ngx_http_mcd_intercepted(r, hmcf, h);
+    }
+
+    if (hmcf->profile != NULL) {
+        return ngx_http_mcd_filter(r, hmcf, h);
+    }
+
+    if (h != NULL && h->mode == NGX_MCD_MODE_HTTP) {
+
+        /* mcd_http_pass reached a server (by name) without a policy */
+
+        ctx = ngx_http_mcd_create_ctx(r, h);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   NGX_MCD_REASON_NO_PROFILE,
+                                   "this server has no mcd_fqdn_filter");
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * a decrypted request must be for the name that was authorized: a Host
+ * (or :authority, or the host of an absolute URI) naming anything else is
+ * answered 421, the way a server answers a request for a name its
+ * certificate was not presented for; then the profile that decided at the
+ * front door decides again, with the server's own mcd_fqdn_filter and
+ * mcd_destination when it has them
+ */
+
+static ngx_int_t
+ngx_http_mcd_intercepted(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
+    ngx_mcd_handoff_t *h)
+{
+    size_t               len;
+    u_char              *host;
+    ngx_int_t            rc;
+    ngx_addr_t           addr;
+    ngx_http_mcd_ctx_t  *ctx;
+    ngx_mcd_decision_t   d;
+
+    ctx = ngx_http_mcd_create_ctx(r, h);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (h == NULL || h->action != MCD_ACTION_DECRYPT) {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   NGX_MCD_REASON_POLICY,
+                                   "not handed over for decryption");
     }
 
     host = r->headers_in.server.data;
@@ -232,27 +473,506 @@ ngx_http_mcd_access_handler(ngx_http_request_t *r)
         len--;
     }
 
-    if (len == h->fqdn.len && ngx_strncasecmp(host, h->fqdn.data, len) == 0)
+    if (len != h->fqdn.len || ngx_strncasecmp(host, h->fqdn.data, len) != 0)
     {
+        ctx->reason = NGX_MCD_REASON_HOST_MISMATCH;
+
+        /* Host was parsed by nginx: a valid host name, nothing to escape */
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "mcd: refused a request for \"%V\" on a connection "
+                      "authorized for \"%V\", reason \"host_mismatch\"",
+                      &r->headers_in.server, &h->fqdn);
+
+        return ngx_http_mcd_answer(r, ctx, NGX_HTTP_MISDIRECTED_REQUEST,
+                                   "the request is not for the name this "
+                                   "connection was authorized for");
+    }
+
+    if (h->profile_conf != NULL) {
+        rc = ngx_mcd_decide(r->pool, h->profile_conf, h->fqdn.data,
+                            h->fqdn.len, &d);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc != NGX_OK || d.action != MCD_ACTION_DECRYPT) {
+            return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                       NGX_MCD_REASON_POLICY,
+                                       "the profile does not decrypt it");
+        }
+    }
+
+    if (hmcf->profile != NULL) {
+        rc = ngx_mcd_decide(r->pool, hmcf->profile, h->fqdn.data,
+                            h->fqdn.len, &d);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc != NGX_OK || d.action == MCD_ACTION_DENY) {
+            ctx->d.rule = d.rule;
+            ctx->d.profile = hmcf->profile->name;
+
+            return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                       NGX_MCD_REASON_POLICY,
+                                       "denied by policy");
+        }
+    }
+
+    if (hmcf->destination == NULL) {
+        ctx->rc = NGX_DECLINED;
         return NGX_DECLINED;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mcd_ctx_t));
+    /* the address the front door resolved, judged by this server's rules */
+
+    if (ngx_parse_addr_port(r->pool, &addr, h->upstream_addr.data,
+                            h->upstream_addr.len)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mcd_resolve(r, ctx, hmcf, &addr);
+}
+
+
+/* mcd_fqdn_filter: the policy on the request's host */
+
+static ngx_int_t
+ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
+    ngx_mcd_handoff_t *h)
+{
+    u_char              *p;
+    in_port_t            port, *ports;
+    ngx_int_t            rc;
+    ngx_str_t           *host;
+    ngx_uint_t           i;
+    ngx_http_mcd_ctx_t  *ctx;
+    ngx_mcd_decision_t   d;
+
+    ctx = ngx_http_mcd_create_ctx(r, NULL);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_str_set(&ctx->reason, "host_mismatch");
+    ctx->d.mode = NGX_MCD_MODE_HTTP;
+    ctx->d.profile = hmcf->profile->name;
+    ctx->d.profile_conf = hmcf->profile;
+
+    host = &r->headers_in.server;
+
+    if (host->len == 0) {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   NGX_MCD_REASON_BAD_REQUEST,
+                                   "no host in the request");
+    }
+
+    if (r->schema_end
+        && (r->schema_end - r->schema_start != 4
+            || ngx_strncasecmp(r->schema_start, (u_char *) "http", 4) != 0))
+    {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   NGX_MCD_REASON_BAD_REQUEST,
+                                   "only http:// requests are forwarded");
+    }
+
+    port = ngx_http_mcd_port(r);
+
+    if (port == 0) {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   NGX_MCD_REASON_BAD_REQUEST,
+                                   "invalid port");
+    }
+
+    ctx->d.port = port;
+
+    rc = ngx_mcd_decide(r->pool, hmcf->profile, host->data, host->len, &d);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->decided = 1;
+    ctx->name_type = d.type;
+    ctx->d.action = d.action;
+    ctx->d.fqdn = d.fqdn;
+    ctx->d.rule = d.rule;
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   NGX_MCD_REASON_BAD_NAME,
+                                   "not a valid host name");
+    }
+
+    p = ngx_pnalloc(r->pool, d.fqdn.len + sizeof(":65535") - 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->d.upstream.data = p;
+    ctx->d.upstream.len = ngx_sprintf(p, "%V:%d", &d.fqdn, (int) port) - p;
+
+    if (d.action == MCD_ACTION_DENY) {
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   NGX_MCD_REASON_POLICY, "denied by policy");
+    }
+
+    ports = hmcf->ports->elts;
+
+    for (i = 0; i < hmcf->ports->nelts; i++) {
+        if (ports[i] == port) {
+            break;
+        }
+    }
+
+    if (i == hmcf->ports->nelts) {
+        ctx->d.action = MCD_ACTION_DENY;
+
+        return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   NGX_MCD_REASON_PORT,
+                                   "port not allowed by mcd_http_ports");
+    }
+
+    return ngx_http_mcd_resolve(r, ctx, hmcf, NULL);
+}
+
+
+/*
+ * the upstream step without a connect: the name (or the fixed address)
+ * resolved and judged by the destination guard; asynchronous when the
+ * resolver has to be asked, the client watched meanwhile
+ */
+
+static ngx_int_t
+ngx_http_mcd_resolve(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
+    ngx_http_mcd_srv_conf_t *hmcf, ngx_addr_t *fixed)
+{
+    ngx_mcd_upstream_t        *u;
+    ngx_http_cleanup_t        *cln;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mcd_cleanup;
+    cln->data = ctx;
+
+    u = &ctx->step;
+
+    u->pool = r->pool;
+    u->log = r->connection->log;
+    u->data = r;
+    u->fqdn = ctx->d.fqdn;
+    u->name_type = ctx->name_type;
+    u->port = fixed ? ngx_inet_get_port(fixed->sockaddr) : ctx->d.port;
+    u->fixed = fixed;
+    u->resolver = clcf->resolver;
+    u->resolver_timeout = clcf->resolver_timeout;
+    u->next_timeout = clcf->resolver_timeout;
+    u->destination = hmcf->destination;
+    u->handler = ngx_http_mcd_resolved;
+    u->resolve_only = 1;
+
+    ctx->waiting = 1;
+    ctx->in_handler = 1;
+
+    ngx_mcd_upstream_start(u);
+
+    ctx->in_handler = 0;
+
+    if (ctx->done) {
+        return ctx->rc;
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
+{
+    ngx_uint_t           status;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_http_mcd_ctx_t  *ctx;
+
+    r = u->data;
+    c = r->connection;
+    ctx = ngx_http_mcd_get_ctx(r);
+
+    ctx->waiting = 0;
+    ctx->done = 1;
+
+    if (!ctx->in_handler) {
+        r->read_event_handler = ngx_http_block_reading;
+    }
+
+    if (rc == NGX_OK) {
+        ctx->d.upstream_addr = u->current->name;
+        ctx->rc = NGX_DECLINED;
+
+        if (!ctx->in_handler) {
+            ngx_http_core_run_phases(r);
+            ngx_http_run_posted_requests(c);
+        }
+
+        return;
+    }
+
+    switch (u->reason) {
+
+    case NGX_MCD_REASON_DST_BLOCKED:
+    case NGX_MCD_REASON_LOOP:
+        ctx->d.action = MCD_ACTION_DENY;
+        status = NGX_HTTP_FORBIDDEN;
+        break;
+
+    case NGX_MCD_REASON_TIMEOUT:
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+        break;
+
+    case NGX_MCD_REASON_DNS:
+    case NGX_MCD_REASON_CONNECT:
+        status = NGX_HTTP_BAD_GATEWAY;
+        break;
+
+    default:
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->rc = ngx_http_mcd_refuse(r, ctx, status, u->reason,
+                                  (char *) u->detail);
+
+    if (!ctx->in_handler) {
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/* the request ends while its name is resolved: nothing is called back */
+
+static void
+ngx_http_mcd_cleanup(void *data)
+{
+    ngx_http_mcd_ctx_t  *ctx = data;
+
+    if (ctx->waiting) {
+        ctx->waiting = 0;
+        ctx->reason = NGX_MCD_REASON_CLIENT_CLOSED;
+    }
+
+    ngx_mcd_upstream_cancel(&ctx->step);
+}
+
+
+/*
+ * the port of the request: of an absolute URI ("GET http://host:8080/"),
+ * else of the Host header, else the scheme's; 0 when it is not a port
+ */
+
+static in_port_t
+ngx_http_mcd_port(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_int_t   n;
+    ngx_str_t  *host;
+
+    if (r->host_end && r->port_end && r->port_end > r->host_end) {
+        p = r->host_end + 1;
+        last = r->port_end;
+
+    } else if (r->host_end == NULL && r->headers_in.host) {
+        host = &r->headers_in.host->value;
+
+        p = host->data + host->len;
+        last = p;
+
+        while (p > host->data && p[-1] >= '0' && p[-1] <= '9') {
+            p--;
+        }
+
+        if (p == host->data || p[-1] != ':') {
+            return r->connection->ssl ? 443 : 80;
+        }
+
+        if (p == last) {
+            return 0;
+        }
+
+    } else {
+        return r->connection->ssl ? 443 : 80;
+    }
+
+    n = ngx_atoi(p, last - p);
+
+    if (n < 1 || n > 65535) {
+        return 0;
+    }
+
+    return (in_port_t) n;
+}
+
+
+/*
+ * the request's context is also marked on its pool: an internal redirect
+ * (error_page serving a block page) clears module contexts, and the log
+ * line must still say why
+ */
+
+static ngx_http_mcd_ctx_t *
+ngx_http_mcd_create_ctx(ngx_http_request_t *r, ngx_mcd_handoff_t *h)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_mcd_ctx_t  *ctx;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_mcd_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_mcd_ctx_cleanup;
+    ctx = cln->data;
+
+    ngx_memzero(ctx, sizeof(ngx_http_mcd_ctx_t));
+
+    if (h != NULL) {
+        ctx->d = *h;
+        ctx->decided = (h->mode != NGX_MCD_MODE_HTTP);
+    }
+
+    ctx->rc = NGX_DECLINED;
+
     ngx_http_set_ctx(r, ctx, ngx_http_mcd_module);
 
-    /* Host was parsed by nginx: a valid host name, nothing to escape */
+    return ctx;
+}
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "mcd: refused a request for \"%V\" on a connection "
-                  "authorized for \"%V\", reason \"host_mismatch\"",
-                  &r->headers_in.server, &h->fqdn);
 
-    return NGX_HTTP_MISDIRECTED_REQUEST;
+/*
+ * a refusal: one log line naming client, host, rule, profile and reason,
+ * then the answer
+ */
+
+static ngx_int_t
+ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
+    ngx_uint_t status, ngx_mcd_reason_e reason, const char *detail)
+{
+    ngx_str_t          host, fqdn, rule, profile;
+    ngx_uint_t         level;
+    ngx_connection_t  *c;
+
+    static ngx_str_t   empty = ngx_string("");
+
+    c = r->connection;
+
+    ctx->decided = 1;
+    ctx->reason = reason;
+
+    if (reason != NGX_MCD_REASON_DNS && reason != NGX_MCD_REASON_TIMEOUT
+        && reason != NGX_MCD_REASON_CONNECT
+        && reason != NGX_MCD_REASON_INTERNAL)
+    {
+        ctx->d.action = MCD_ACTION_DENY;
+    }
+
+    if (ctx->d.upstream.len) {
+        host = ctx->d.upstream;
+
+    } else if (ngx_mcd_escape_str(r->pool, &r->headers_in.server, &host)
+               != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    fqdn = ctx->d.fqdn.len ? ctx->d.fqdn : empty;
+    rule = ctx->d.rule.len ? ctx->d.rule : empty;
+    profile = ctx->d.profile.len ? ctx->d.profile : empty;
+
+    if (host.len == 0) {
+        host = empty;
+    }
+
+    level = (status == NGX_HTTP_FORBIDDEN || status >= 500) ? NGX_LOG_WARN
+                                                            : NGX_LOG_INFO;
+
+    ngx_log_error(level, c->log, 0,
+                  "mcd %V: refused \"%V\" from %V: %ui, fqdn \"%V\", "
+                  "rule \"%V\", profile \"%V\", reason \"%V\": %s",
+                  &ngx_mcd_modes[ctx->d.mode], &host, &c->addr_text, status,
+                  &fqdn, &rule, &profile, ngx_mcd_reason_name(reason),
+                  detail);
+
+    switch (reason) {
+    case NGX_MCD_REASON_DST_BLOCKED:
+        detail = "destination address not allowed";
+        break;
+    case NGX_MCD_REASON_LOOP:
+        detail = "destination is this gateway";
+        break;
+    default:
+        break;
+    }
+
+    return ngx_http_mcd_answer(r, ctx, status, detail);
+}
+
+
+/*
+ * the answer: the server's error_page for the status when it has one (a
+ * block page), else "reason: detail" as text; the request is finalized
+ * here, for the phase engine and for a resolution that ends later alike
+ */
+
+static ngx_int_t
+ngx_http_mcd_answer(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
+    ngx_uint_t status, const char *detail)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_str_t                 *reason, type;
+    ngx_http_complex_value_t   cv;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->error_pages) {
+        rc = status;
+
+    } else {
+        reason = ngx_mcd_reason_name(ctx->reason);
+        len = reason->len + sizeof(": \n") - 1 + ngx_strlen(detail);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memzero(&cv, sizeof(ngx_http_complex_value_t));
+
+        cv.value.data = p;
+        cv.value.len = ngx_sprintf(p, "%V: %s\n", reason, detail) - p;
+
+        ngx_str_set(&type, "text/plain");
+
+        rc = ngx_http_send_response(r, status, &type, &cv);
+    }
+
+    ctx->rc = NGX_DONE;
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }
 
 
@@ -309,7 +1029,113 @@ ngx_http_mcd_intercepts(ngx_listening_t *ls)
 }
 
 
-/* variables */
+/*
+ * the listening socket takes plain http and its default servers have a
+ * policy (for mcd_http_pass); a request for another server on the socket
+ * that has none is refused at run time (no_profile)
+ */
+
+ngx_int_t
+ngx_http_mcd_forwards(ngx_listening_t *ls)
+{
+    ngx_uint_t                 i;
+    ngx_http_port_t           *port;
+    ngx_http_in_addr_t        *addr;
+#if (NGX_HAVE_INET6)
+    ngx_http_in6_addr_t       *addr6;
+#endif
+    ngx_http_addr_conf_t      *conf;
+    ngx_http_mcd_srv_conf_t   *hmcf;
+
+    port = ls->servers;
+
+    if (port == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < port->naddrs; i++) {
+
+        switch (ls->sockaddr->sa_family) {
+
+#if (NGX_HAVE_INET6)
+        case AF_INET6:
+            addr6 = port->addrs;
+            conf = &addr6[i].conf;
+            break;
+#endif
+
+        default: /* AF_INET */
+            addr = port->addrs;
+            conf = &addr[i].conf;
+            break;
+        }
+
+#if (NGX_HTTP_SSL)
+        if (conf->ssl) {
+            return NGX_DECLINED;
+        }
+#endif
+
+        hmcf = conf->default_server->ctx
+                   ->srv_conf[ngx_http_mcd_module.ctx_index];
+
+        if (hmcf->profile_name.len == 0 || hmcf->intercept) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_http_mcd_ctx_t *
+ngx_http_mcd_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_mcd_ctx_t  *ctx;
+
+    r = r->main;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mcd_module);
+
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_mcd_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_mcd_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_mcd_ctx_cleanup(void *data)
+{
+    /* nothing to release: the record only marks the request's pool */
+}
+
+
+/* variables: this request's decision, else the one handed over */
+
+static ngx_mcd_handoff_t *
+ngx_http_mcd_decision(ngx_http_request_t *r)
+{
+    ngx_http_mcd_ctx_t  *ctx;
+
+    ctx = ngx_http_mcd_get_ctx(r);
+
+    if (ctx != NULL) {
+        return &ctx->d;
+    }
+
+    return ngx_mcd_handoff_get(r->connection);
+}
 
 
 static ngx_int_t
@@ -317,16 +1143,16 @@ ngx_http_mcd_variable_str(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_str_t          *str;
-    ngx_mcd_handoff_t  *h;
+    ngx_mcd_handoff_t  *d;
 
-    h = ngx_mcd_handoff_get(r->connection);
+    d = ngx_http_mcd_decision(r);
 
-    if (h == NULL) {
+    if (d == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    str = (ngx_str_t *) ((char *) h + data);
+    str = (ngx_str_t *) ((char *) d + data);
 
     if (str->len == 0) {
         v->not_found = 1;
@@ -344,6 +1170,92 @@ ngx_http_mcd_variable_str(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_mcd_variable_action(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_uint_t           action;
+    ngx_mcd_handoff_t   *h;
+    ngx_http_mcd_ctx_t  *ctx;
+
+    ctx = ngx_http_mcd_get_ctx(r);
+
+    if (ctx != NULL && ctx->decided) {
+        action = ctx->d.action;
+
+    } else if (ctx == NULL
+               && (h = ngx_mcd_handoff_get(r->connection)) != NULL
+               && h->mode != NGX_MCD_MODE_HTTP)
+    {
+        action = h->action;
+
+    } else {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) ngx_mcd_action_name(action);
+    v->len = ngx_strlen(v->data);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mcd_variable_mode(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_mcd_handoff_t  *d;
+
+    d = ngx_http_mcd_decision(r);
+
+    if (d == NULL || d->mode == 0 || d->mode > NGX_MCD_MODE_HTTP) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_mcd_modes[d->mode].data;
+    v->len = ngx_mcd_modes[d->mode].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mcd_variable_port(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char             *p;
+    ngx_mcd_handoff_t  *d;
+
+    d = ngx_http_mcd_decision(r);
+
+    if (d == NULL || d->port == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("65535") - 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = ngx_sprintf(p, "%d", (int) d->port) - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_mcd_variable_decrypted(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
@@ -351,7 +1263,8 @@ ngx_http_mcd_variable_decrypted(ngx_http_request_t *r,
 
     h = ngx_mcd_handoff_get(r->connection);
 
-    v->data = (u_char *) ((h && r->connection->ssl) ? "1" : "0");
+    v->data = (u_char *) ((h && h->action == MCD_ACTION_DECRYPT
+                           && r->connection->ssl) ? "1" : "0");
     v->len = 1;
     v->valid = 1;
     v->no_cacheable = 0;
@@ -365,17 +1278,20 @@ static ngx_int_t
 ngx_http_mcd_variable_reason(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t           *name;
     ngx_http_mcd_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mcd_module);
+    ctx = ngx_http_mcd_get_ctx(r);
 
-    if (ctx == NULL || ctx->reason.len == 0) {
+    if (ctx == NULL || ctx->reason == NGX_MCD_REASON_NONE) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->data = ctx->reason.data;
-    v->len = ctx->reason.len;
+    name = ngx_mcd_reason_name(ctx->reason);
+
+    v->data = name->data;
+    v->len = name->len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -384,9 +1300,13 @@ ngx_http_mcd_variable_reason(ngx_http_request_t *r,
 }
 
 
+/* configuration */
+
+
 static ngx_int_t
-ngx_http_mcd_add_variables(ngx_conf_t *cf)
+ngx_http_mcd_preconfiguration(ngx_conf_t *cf)
 {
+    ngx_uint_t            i;
     ngx_http_variable_t  *var, *v;
 
     for (v = ngx_http_mcd_vars; v->name.len; v++) {
@@ -399,11 +1319,19 @@ ngx_http_mcd_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
+    ngx_http_mcd_proxy_index = -1;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (ngx_strcmp(cf->cycle->modules[i]->name, "ngx_http_proxy_module")
+            == 0)
+        {
+            ngx_http_mcd_proxy_index = cf->cycle->modules[i]->ctx_index;
+            break;
+        }
+    }
+
     return NGX_OK;
 }
-
-
-/* configuration */
 
 
 static ngx_int_t
@@ -414,12 +1342,12 @@ ngx_http_mcd_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_mcd_access_handler;
+    *h = ngx_http_mcd_handler;
 
     return NGX_OK;
 }
@@ -435,7 +1363,16 @@ ngx_http_mcd_create_srv_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->profile_name = { 0, NULL };
+     *     conf->profile = NULL;
+     */
+
     conf->intercept = NGX_CONF_UNSET;
+    conf->destination = NGX_CONF_UNSET_PTR;
+    conf->ports = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -455,9 +1392,39 @@ ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mcd_srv_conf_t *prev = parent;
     ngx_http_mcd_srv_conf_t *conf = child;
 
+    in_port_t                *port;
     ngx_http_ssl_srv_conf_t  *sscf;
 
     ngx_conf_merge_value(conf->intercept, prev->intercept, 0);
+    ngx_conf_merge_ptr_value(conf->destination, prev->destination, NULL);
+    ngx_conf_merge_ptr_value(conf->ports, prev->ports, NULL);
+
+    if (conf->ports == NULL) {
+        conf->ports = ngx_array_create(cf->pool, 1, sizeof(in_port_t));
+        if (conf->ports == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_array_push(conf->ports);
+        if (port == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *port = 80;
+    }
+
+    if (conf->profile_name.len == 0 && prev->profile_name.len) {
+
+        /* the profile is found when the whole configuration is read */
+
+        conf->profile_name = prev->profile_name;
+
+        if (ngx_mcd_add_profile_ref(cf, &conf->profile_name, &conf->profile)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (!conf->intercept) {
         return NGX_CONF_OK;
@@ -486,6 +1453,59 @@ ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+static void *
+ngx_http_mcd_create_loc_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_mcd_loc_conf_t));
+}
+
+
+/*
+ * in an interception server, a proxy_pass that verifies its upstream's
+ * certificate gets the callback that records a refusal (the proxy module
+ * merged before this one, its SSL context exists).  The proxy module's
+ * location conf starts with its ngx_http_upstream_conf_t, in every nginx
+ * from 1.22 to the current mainline.
+ */
+
+static char *
+ngx_http_mcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mcd_loc_conf_t *conf = child;
+
+    SSL_CTX                   *ctx;
+    ngx_http_conf_ctx_t       *hctx;
+    ngx_http_upstream_conf_t  *ucf;
+    ngx_http_mcd_srv_conf_t   *hmcf;
+
+    hmcf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_mcd_module);
+
+    if (hmcf == NULL || hmcf->intercept != 1 || ngx_http_mcd_proxy_index < 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    hctx = cf->ctx;
+    ucf = hctx->loc_conf[ngx_http_mcd_proxy_index];
+
+    if (ucf == NULL || ucf->ssl == NULL || ucf->ssl->ctx == NULL
+        || !ucf->ssl_verify)
+    {
+        return NGX_CONF_OK;
+    }
+
+    /* the mode stays as nginx set it: the chain is verified either way */
+
+    ctx = ucf->ssl->ctx;
+
+    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), ngx_http_mcd_verify);
+
+    conf->watched = 1;
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_mcd_intercept(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -504,6 +1524,81 @@ ngx_http_mcd_intercept(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (sscf->reject_handshake == NGX_CONF_UNSET) {
         sscf->reject_handshake = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mcd_srv_conf_t  *hmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (hmcf->profile_name.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    hmcf->profile_name = value[1];
+
+    if (ngx_mcd_add_profile_ref(cf, &value[1], &hmcf->profile) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mcd_srv_conf_t  *hmcf = conf;
+
+    return ngx_mcd_destination(cf, &hmcf->destination);
+}
+
+
+static char *
+ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mcd_srv_conf_t  *hmcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    in_port_t   *port;
+    ngx_uint_t   i;
+
+    if (hmcf->ports != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    hmcf->ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(in_port_t));
+    if (hmcf->ports == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n < 1 || n > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid port \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_array_push(hmcf->ports);
+        if (port == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *port = (in_port_t) n;
     }
 
     return NGX_CONF_OK;

@@ -111,6 +111,7 @@ const char *ngx_mcd_action_name(ngx_uint_t action);
 
 
 extern ngx_module_t  ngx_mcd_module;
+extern ngx_str_t     ngx_mcd_modes[];
 
 
 #endif /* _NGX_MCD_H_INCLUDED_ */

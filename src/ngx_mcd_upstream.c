@@ -56,7 +56,11 @@ static ngx_str_t  ngx_mcd_reasons[] = {
     ngx_string("shutdown"),
     ngx_string("overload"),
     ngx_string("internal"),
-    ngx_string("decrypt_unavailable")
+    ngx_string("decrypt_unavailable"),
+    ngx_string("sni_mismatch"),
+    ngx_string("host_mismatch"),
+    ngx_string("upstream_cert"),
+    ngx_string("no_profile")
 };
 
 

@@ -22,6 +22,7 @@
 #include <ngx_event_connect.h>
 
 #include "mcd_addr.h"
+#include "ngx_mcd.h"
 
 
 /* why a connection was refused or failed; "" for none */
@@ -45,6 +46,10 @@ typedef enum {
     NGX_MCD_REASON_OVERLOAD,
     NGX_MCD_REASON_INTERNAL,
     NGX_MCD_REASON_DECRYPT_UNAVAILABLE,
+    NGX_MCD_REASON_SNI_MISMATCH,
+    NGX_MCD_REASON_HOST_MISMATCH,
+    NGX_MCD_REASON_UPSTREAM_CERT,
+    NGX_MCD_REASON_NO_PROFILE,
     NGX_MCD_REASON_LAST
 } ngx_mcd_reason_e;
 
@@ -68,8 +73,9 @@ typedef struct {
 
 /*
  * the decision, handed over with a live connection from the stream front
- * door to the http interception server (mcd_decrypt_pass); found on the
- * connection's pool
+ * door to an http server (mcd_decrypt_pass: the interception server, after
+ * a "decrypt" verdict; mcd_http_pass: a plain http server, mode "http",
+ * no verdict yet); found on the connection's pool
  */
 
 typedef struct {
@@ -77,6 +83,7 @@ typedef struct {
     ngx_str_t                    sni;            /* as the client sent it */
     ngx_str_t                    rule;
     ngx_str_t                    profile;
+    ngx_mcd_profile_t           *profile_conf;   /* that decided */
     ngx_str_t                    upstream;       /* fqdn:port */
     ngx_str_t                    upstream_addr;  /* address:port resolved */
     ngx_uint_t                   mode;           /* NGX_MCD_MODE_* */

@@ -38,6 +38,15 @@
 #define NGX_STREAM_MCD_TIMEOUT         504
 
 
+/* mcd_decrypt_pass, mcd_http_pass: an http listener, where it was named */
+
+typedef struct {
+    ngx_addr_t                  *addr;
+    u_char                      *file;
+    ngx_uint_t                   line;
+} ngx_stream_mcd_pass_t;
+
+
 typedef struct {
     ngx_uint_t                   mode;
     ngx_str_t                    profile_name;
@@ -51,9 +60,8 @@ typedef struct {
     size_t                       buffer_size;
     ngx_flag_t                   verify_destination;
     ngx_flag_t                   splice;
-    ngx_addr_t                  *decrypt_pass;      /* mcd_decrypt_pass */
-    u_char                      *decrypt_pass_file;
-    ngx_uint_t                   decrypt_pass_line;
+    ngx_stream_mcd_pass_t        decrypt_pass;
+    ngx_stream_mcd_pass_t        http_pass;
 
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
@@ -136,13 +144,12 @@ typedef struct {
 /* ngx_stream_mcd_module.c */
 void ngx_stream_mcd_finalize(ngx_stream_session_t *s, ngx_uint_t status);
 void ngx_stream_mcd_idle_handler(ngx_event_t *ev);
-extern ngx_str_t  ngx_stream_mcd_modes[];
 
 /* ngx_stream_mcd_front.c */
 void ngx_stream_mcd_explicit_handler(ngx_event_t *rev);
 void ngx_stream_mcd_transparent_handler(ngx_event_t *rev);
-ngx_listening_t *ngx_stream_mcd_intercept_listener(ngx_cycle_t *cycle,
-    ngx_addr_t *addr);
+ngx_listening_t *ngx_stream_mcd_http_listener(ngx_cycle_t *cycle,
+    ngx_addr_t *addr, ngx_uint_t intercept);
 
 /* ngx_stream_mcd_relay.c */
 void ngx_stream_mcd_connected(ngx_stream_session_t *s);

@@ -22,6 +22,7 @@
 #include <ngx_http.h>
 
 ngx_int_t ngx_http_mcd_intercepts(ngx_listening_t *ls);
+ngx_int_t ngx_http_mcd_forwards(ngx_listening_t *ls);
 #endif
 
 
@@ -64,6 +65,9 @@ static ngx_int_t ngx_stream_mcd_attempt(ngx_mcd_upstream_t *u,
 static void ngx_stream_mcd_upstream_done(ngx_mcd_upstream_t *u,
     ngx_int_t rc);
 static void ngx_stream_mcd_decrypt(ngx_stream_session_t *s);
+static void ngx_stream_mcd_http_pass(ngx_stream_session_t *s);
+static void ngx_stream_mcd_rehome(ngx_stream_session_t *s,
+    ngx_listening_t *ls);
 
 
 /* explicit: the CONNECT head */
@@ -124,6 +128,11 @@ ngx_stream_mcd_explicit_handler(ngx_event_t *rev)
             return;
 
         case MCD_CONNECT_OTHER:
+            if (ctx->conf->http_pass.addr != NULL) {
+                ngx_stream_mcd_http_pass(s);
+                return;
+            }
+
             ngx_stream_mcd_refuse(s, 405, NGX_MCD_REASON_BAD_REQUEST,
                                   "only CONNECT is supported on this port");
             return;
@@ -802,7 +811,7 @@ ngx_stream_mcd_act(ngx_stream_session_t *s)
 
     case MCD_ACTION_DECRYPT:
 
-        if (ctx->conf->decrypt_pass == NULL) {
+        if (ctx->conf->decrypt_pass.addr == NULL) {
             ngx_stream_mcd_refuse(s, 501, NGX_MCD_REASON_DECRYPT_UNAVAILABLE,
                                   "decryption is not available");
             return;
@@ -1207,9 +1216,8 @@ ngx_stream_mcd_upstream_done(ngx_mcd_upstream_t *u, ngx_int_t rc)
 /*
  * decryption: the name resolved; explicit answers 200, then the live
  * connection goes, in-process, to the http "listen ... ssl" server named by
- * mcd_decrypt_pass (the way nginx's stream "pass" re-homes a connection),
- * with the decision on its pool; transparent hands it over with the
- * ClientHello still in the socket
+ * mcd_decrypt_pass, with the decision on its pool; transparent hands it
+ * over with the ClientHello still in the socket
  */
 
 static void
@@ -1229,12 +1237,12 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
 
     ctx->upstream_addr = ctx->upstream_step.current->name;
 
-    ls = ngx_stream_mcd_intercept_listener((ngx_cycle_t *) ngx_cycle,
-                                           ctx->conf->decrypt_pass);
+    ls = ngx_stream_mcd_http_listener((ngx_cycle_t *) ngx_cycle,
+                                      ctx->conf->decrypt_pass.addr, 1);
     if (ls == NULL) {
         ngx_log_error(NGX_LOG_ALERT, c->log, 0,
                       "mcd: no interception listener at %V",
-                      &ctx->conf->decrypt_pass->name);
+                      &ctx->conf->decrypt_pass.addr->name);
         ngx_stream_mcd_refuse(s, NGX_STREAM_INTERNAL_SERVER_ERROR,
                               NGX_MCD_REASON_INTERNAL,
                               "no interception listener");
@@ -1251,6 +1259,7 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     h->sni = ctx->sni;
     h->rule = ctx->rule;
     h->profile = ctx->conf->profile->name;
+    h->profile_conf = ctx->conf->profile;
     h->upstream = ctx->upstream;
     h->upstream_addr = ctx->upstream_addr;
     h->mode = ctx->conf->mode;
@@ -1276,9 +1285,75 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "mcd %V: \"%V\" from %V handed over for decryption to "
                   "%V, rule \"%V\", profile \"%V\", upstream address %V",
-                  &ngx_stream_mcd_modes[ctx->conf->mode], &ctx->upstream,
-                  &c->addr_text, &ctx->conf->decrypt_pass->name, &ctx->rule,
-                  &h->profile, &ctx->upstream_addr);
+                  &ngx_mcd_modes[ctx->conf->mode], &ctx->upstream,
+                  &c->addr_text, &ctx->conf->decrypt_pass.addr->name,
+                  &ctx->rule, &h->profile, &ctx->upstream_addr);
+
+    ngx_stream_mcd_rehome(s, ls);
+}
+
+
+/*
+ * explicit: a request that is not CONNECT ("GET http://host/ HTTP/1.1")
+ * goes, unconsumed, to the plain http server named by mcd_http_pass, where
+ * mcd_fqdn_filter decides on its host
+ */
+
+static void
+ngx_stream_mcd_http_pass(ngx_stream_session_t *s)
+{
+    ngx_listening_t       *ls;
+    ngx_connection_t      *c;
+    ngx_mcd_handoff_t     *h;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    ls = ngx_stream_mcd_http_listener((ngx_cycle_t *) ngx_cycle,
+                                      ctx->conf->http_pass.addr, 0);
+    if (ls == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "mcd: no http listener at %V",
+                      &ctx->conf->http_pass.addr->name);
+        ngx_stream_mcd_refuse(s, NGX_STREAM_INTERNAL_SERVER_ERROR,
+                              NGX_MCD_REASON_INTERNAL, "no http listener");
+        return;
+    }
+
+    h = ngx_mcd_handoff_add(c);
+    if (h == NULL) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    h->mode = NGX_MCD_MODE_HTTP;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
+                   "mcd: http request handed over to %V",
+                   &ctx->conf->http_pass.addr->name);
+
+    ngx_stream_mcd_rehome(s, ls);
+}
+
+
+/*
+ * the session ends here for the stream side, with its access log line
+ * (status 200: handed over); the connection lives on as the http
+ * listener's, the way nginx's stream "pass" re-homes one
+ */
+
+static void
+ngx_stream_mcd_rehome(ngx_stream_session_t *s, ngx_listening_t *ls)
+{
+    ngx_uint_t                    i, n;
+    ngx_connection_t             *c;
+    ngx_stream_handler_pt        *log_handler;
+    ngx_stream_mcd_ctx_t         *ctx;
+    ngx_stream_core_main_conf_t  *cmcf;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -1289,6 +1364,23 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     }
 
     ctx->finalized = 1;
+
+    s->status = NGX_STREAM_OK;
+
+    c->log->action = "logging";
+
+    cmcf = ngx_stream_get_module_main_conf(s, ngx_stream_core_module);
+
+    log_handler = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.elts;
+    n = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.nelts;
+
+    for (i = 0; i < n; i++) {
+        log_handler[i](s);
+    }
+
+    /* the http side counts its own bytes ($bytes_sent, $body_bytes_sent) */
+
+    c->sent = 0;
 
     c->listening = ls;
     c->data = NULL;
@@ -1305,10 +1397,14 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
 }
 
 
-/* an http listener with mcd_intercept on, at the address given */
+/*
+ * an http listener at the address given: with mcd_intercept on for
+ * decryption, plain http with mcd_fqdn_filter for mcd_http_pass
+ */
 
 ngx_listening_t *
-ngx_stream_mcd_intercept_listener(ngx_cycle_t *cycle, ngx_addr_t *addr)
+ngx_stream_mcd_http_listener(ngx_cycle_t *cycle, ngx_addr_t *addr,
+    ngx_uint_t intercept)
 {
 #if (NGX_HTTP_SSL)
     ngx_uint_t        i;
@@ -1339,7 +1435,10 @@ ngx_stream_mcd_intercept_listener(ngx_cycle_t *cycle, ngx_addr_t *addr)
             continue;
         }
 
-        if (ngx_http_mcd_intercepts(&ls[i]) == NGX_OK) {
+        if ((intercept ? ngx_http_mcd_intercepts(&ls[i])
+                       : ngx_http_mcd_forwards(&ls[i]))
+            == NGX_OK)
+        {
             return &ls[i];
         }
     }

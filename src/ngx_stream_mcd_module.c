@@ -50,7 +50,7 @@ static char *ngx_stream_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_mcd_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
-static char *ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_stream_mcd_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_stream_mcd_init_module(ngx_cycle_t *cycle);
 
@@ -84,9 +84,16 @@ static ngx_command_t  ngx_stream_mcd_commands[] = {
 
     { ngx_string("mcd_decrypt_pass"),
       NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_stream_mcd_decrypt_pass,
+      ngx_stream_mcd_pass,
       NGX_STREAM_SRV_CONF_OFFSET,
-      0,
+      offsetof(ngx_stream_mcd_srv_conf_t, decrypt_pass),
+      NULL },
+
+    { ngx_string("mcd_http_pass"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_pass,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_mcd_srv_conf_t, http_pass),
       NULL },
 
     { ngx_string("mcd_destination"),
@@ -219,14 +226,6 @@ static ngx_stream_variable_t  ngx_stream_mcd_vars[] = {
       offsetof(ngx_stream_mcd_ctx_t, original_dst), 0, 0 },
 
       ngx_stream_null_variable
-};
-
-
-ngx_str_t  ngx_stream_mcd_modes[] = {
-    ngx_null_string,
-    ngx_string("explicit"),
-    ngx_string("transparent"),
-    ngx_string("http")
 };
 
 
@@ -569,8 +568,8 @@ ngx_stream_mcd_variable_mode(ngx_stream_session_t *s,
         return NGX_OK;
     }
 
-    v->data = ngx_stream_mcd_modes[mscf->mode].data;
-    v->len = ngx_stream_mcd_modes[mscf->mode].len;
+    v->data = ngx_mcd_modes[mscf->mode].data;
+    v->len = ngx_mcd_modes[mscf->mode].len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -903,14 +902,17 @@ ngx_stream_mcd_buffer_size(ngx_conf_t *cf, void *post, void *data)
 
 
 static char *
-ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_stream_mcd_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+    char  *p = conf;
 
-    ngx_url_t   u;
-    ngx_str_t  *value;
+    ngx_url_t               u;
+    ngx_str_t              *value;
+    ngx_stream_mcd_pass_t  *pass;
 
-    if (mscf->decrypt_pass != NULL) {
+    pass = (ngx_stream_mcd_pass_t *) (p + cmd->offset);
+
+    if (pass->addr != NULL) {
         return "is duplicate";
     }
 
@@ -924,8 +926,8 @@ ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in \"%V\" of \"mcd_decrypt_pass\"",
-                               u.err, &u.url);
+                               "%s in \"%V\" of \"%V\"",
+                               u.err, &u.url, &cmd->name);
         }
 
         return NGX_CONF_ERROR;
@@ -935,17 +937,19 @@ ngx_stream_mcd_decrypt_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs an address and a port";
     }
 
-    mscf->decrypt_pass = &u.addrs[0];
-    mscf->decrypt_pass_file = cf->conf_file->file.name.data;
-    mscf->decrypt_pass_line = cf->conf_file->line;
+    pass->addr = &u.addrs[0];
+    pass->file = cf->conf_file->file.name.data;
+    pass->line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
 
 
 /*
- * the listening sockets exist now (also for "nginx -t"): every
- * mcd_decrypt_pass must name an http "listen ... ssl" with mcd_intercept
+ * the listening sockets exist now (also for "nginx -t"), and the profiles
+ * are known: a server whose profile can decrypt needs mcd_decrypt_pass,
+ * which must name an http "listen ... ssl" with mcd_intercept; an
+ * mcd_http_pass must name a plain http listener with mcd_fqdn_filter
  */
 
 static ngx_int_t
@@ -969,18 +973,53 @@ ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
 
         mscf = cscfp[i]->ctx->srv_conf[ngx_stream_mcd_module.ctx_index];
 
-        if (mscf->decrypt_pass == NULL) {
+        if (mscf->mode == 0) {
             continue;
         }
 
-        if (ngx_stream_mcd_intercept_listener(cycle, mscf->decrypt_pass)
-            == NULL)
+        if (mscf->decrypt_pass.addr == NULL) {
+
+            if (mscf->profile != NULL && mscf->profile->can_decrypt) {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                              "mcd_fqdn_filter \"%V\" can decrypt, but "
+                              "the server of \"mcd_proxy\" in %s:%ui has no "
+                              "\"mcd_decrypt_pass\"", &mscf->profile->name,
+                              mscf->file, mscf->line);
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_stream_mcd_http_listener(cycle, mscf->decrypt_pass.addr,
+                                                1)
+                   == NULL)
         {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                           "\"mcd_decrypt_pass\" %V names no http "
                           "\"listen ... ssl\" with \"mcd_intercept on\" "
-                          "in %s:%ui", &mscf->decrypt_pass->name,
-                          mscf->decrypt_pass_file, mscf->decrypt_pass_line);
+                          "in %s:%ui", &mscf->decrypt_pass.addr->name,
+                          mscf->decrypt_pass.file, mscf->decrypt_pass.line);
+            return NGX_ERROR;
+        }
+
+        if (mscf->http_pass.addr == NULL) {
+            continue;
+        }
+
+        if (mscf->mode != NGX_MCD_MODE_EXPLICIT) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "\"mcd_http_pass\" is for \"mcd_proxy explicit\" "
+                          "in %s:%ui", mscf->http_pass.file,
+                          mscf->http_pass.line);
+            return NGX_ERROR;
+        }
+
+        if (ngx_stream_mcd_http_listener(cycle, mscf->http_pass.addr, 0)
+            == NULL)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "\"mcd_http_pass\" %V names no plain http "
+                          "\"listen\" whose server has \"mcd_fqdn_filter\" "
+                          "in %s:%ui", &mscf->http_pass.addr->name,
+                          mscf->http_pass.file, mscf->http_pass.line);
             return NGX_ERROR;
         }
     }

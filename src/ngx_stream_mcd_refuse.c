@@ -202,7 +202,7 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     ngx_log_error(level, c->log, 0,
                   "mcd %V: refused \"%V\" from %V: %d, fqdn \"%V\", "
                   "rule \"%V\", profile \"%V\", reason \"%V\": %s",
-                  &ngx_stream_mcd_modes[ctx->conf->mode], &host,
+                  &ngx_mcd_modes[ctx->conf->mode], &host,
                   &c->addr_text, (int) status, &fqdn, &rule,
                   name, ngx_mcd_reason_name(reason), detail);
 

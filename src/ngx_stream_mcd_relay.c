@@ -186,7 +186,7 @@ ngx_stream_mcd_relay(ngx_stream_session_t *s)
                           "mcd %V: tunnel \"%V\" from %V reset by the "
                           "upstream, the client's connection is reset too, "
                           "reason \"upstream_reset\"",
-                          &ngx_stream_mcd_modes[ctx->conf->mode],
+                          &ngx_mcd_modes[ctx->conf->mode],
                           &ctx->upstream, &c->addr_text);
 
             ctx->reason = NGX_MCD_REASON_UPSTREAM_RESET;

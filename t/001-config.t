@@ -359,7 +359,7 @@ qr{\[emerg\] "mcd_ca_certificate_key" "\S+/other\.key" does not match "mcd_ca_ce
 
 
 
-=== TEST 17: a matching CA makes decrypt profiles legal
+=== TEST 17: a matching CA and an interception server make decrypt profiles legal
 --- main_config
 mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
 mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
@@ -371,7 +371,13 @@ stream {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
         mcd_proxy explicit;
         mcd_fqdn_filter p;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_PORT2;
     }
+}
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_MCD_PORT2 ssl;
+    mcd_intercept on;
 }
 --- request
 GET /t
@@ -585,13 +591,6 @@ mcd_ca_password_file   $TEST_NGINX_MCD_WORLD/pass/second.txt;
 mcd_fqdn_filter p {
     decrypt .example.test;
 }
-stream {
-    server {
-        listen 127.0.0.1:$TEST_NGINX_MCD_PORT2;
-        mcd_proxy explicit;
-        mcd_fqdn_filter p;
-    }
-}
 C
 is $r->{exit}, 0, 'nginx -t passes' or diag $r->{err};
 unlike $r->{err}, qr/\[(emerg|alert|crit)\]/, 'no error';
@@ -681,3 +680,89 @@ stream {
 }
 --- nginx_t_error eval
 qr{\[emerg\] "mcd_decrypt_pass" 127\.0\.0\.1:\d+ names no http "listen \.\.\. ssl" with "mcd_intercept on" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 42: a profile that can decrypt needs mcd_decrypt_pass in the server that uses it
+--- nginx_t
+mcd_ca_certificate     $TEST_NGINX_MCD_WORLD/gwca.crt;
+mcd_ca_certificate_key $TEST_NGINX_MCD_WORLD/gwca.key;
+mcd_fqdn_filter p {
+    default allow;
+    decrypt .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy transparent;
+        mcd_fqdn_filter p;
+    }
+}
+--- nginx_t_error eval
+qr{\[emerg\] mcd_fqdn_filter "p" can decrypt, but the server of "mcd_proxy" in \S+nginx\.conf:\d+ has no "mcd_decrypt_pass"}
+
+
+
+=== TEST 43: mcd_http_pass must name a plain http listener whose server has mcd_fqdn_filter
+--- nginx_t
+mcd_fqdn_filter p {
+    allow .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter p;
+        mcd_http_pass 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+    }
+}
+http {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+    }
+}
+--- nginx_t_error eval
+qr{\[emerg\] "mcd_http_pass" 127\.0\.0\.1:\d+ names no plain http "listen" whose server has "mcd_fqdn_filter" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 44: mcd_http_pass is for the explicit front door
+--- nginx_t
+mcd_fqdn_filter p {
+    allow .example.test;
+}
+stream {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy transparent;
+        mcd_fqdn_filter p;
+        mcd_http_pass 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+    }
+}
+http {
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
+        mcd_fqdn_filter p;
+    }
+}
+--- nginx_t_error eval
+qr{\[emerg\] "mcd_http_pass" is for "mcd_proxy explicit" in \S+nginx\.conf:\d+}
+
+
+
+=== TEST 45: http: an unknown profile, a bad mcd_destination, a bad mcd_http_ports
+--- mcd_client
+for my $case (
+    [ "http { server { listen 127.0.0.1:$W->{port3}; mcd_fqdn_filter nope; } }",
+      qr{\[emerg\] unknown mcd_fqdn_filter "nope" in \S+nginx\.conf:\d+}, 'unknown profile' ],
+    [ "http { mcd_destination allow 10.0.0.0/33; }",
+      qr{\[emerg\] invalid value "10\.0\.0\.0/33" in "mcd_destination"}, 'bad CIDR' ],
+    [ "http { server { listen 127.0.0.1:$W->{port3}; mcd_http_ports 0; } }",
+      qr{\[emerg\] invalid port "0"}, 'bad port' ],
+    [ "http { server { listen 127.0.0.1:$W->{port3}; mcd_fqdn_filter p; mcd_fqdn_filter p; } }",
+      qr{\[emerg\] "mcd_fqdn_filter" directive is duplicate}, 'duplicate' ],
+) {
+    my $r = nginx_no_prompt("mcd_fqdn_filter p { allow .example.test; }\n$case->[0]\n");
+    isnt $r->{exit}, 0, "$case->[2]: nginx -t fails";
+    like $r->{err}, $case->[1], "$case->[2]: the message";
+}

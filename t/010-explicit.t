@@ -27,7 +27,6 @@ mcd_fqdn_filter egress {
             closed.test blackhole.test v6only.test multi.test nx.test
             127.0.0.1 ::1;
     deny    denied.test .denied.test;
-    decrypt decrypt.example.test;
 }
 
 stream {
@@ -343,18 +342,6 @@ qr{reason "connect"}
 timeout: upstream connect timed out
 --- error_log eval
 qr{mcd: upstream connect timed out}
-
-
-
-=== TEST 23: decrypt is refused until decryption exists, never passed through
---- gateway
---- raw_request eval
-"CONNECT decrypt.example.test:$ENV{TEST_NGINX_MCD_ORIGIN} HTTP/1.1\r\n\r\n"
---- error_code: 501
---- response_body
-decrypt_unavailable: decryption is not available
---- error_log eval
-qr{refused "decrypt\.example\.test:\d+" .* rule "decrypt\.example\.test", profile "egress", reason "decrypt_unavailable"}
 
 
 

@@ -32,7 +32,6 @@ mcd_fqdn_filter tp {
     default deny;
     allow   origin.test .allowed.test .dns.test refused.test;
     deny    denied.test;
-    decrypt decrypt.example.test;
 }
 
 mcd_fqdn_filter tp_nosni {
@@ -169,15 +168,6 @@ my $r = mcd_tls_client(port => $W->{port}, sni => 'bad_name!.test');
 is $r->{raw}, main::alert_bytes('access_denied'), 'access_denied';
 my ($line) = mcd_wait_log('mcd.log', qr/reason=bad_name/);
 like $line, qr{ 400 action=deny fqdn=- sni=bad_name!\.test }, 'fqdn empty, sni kept';
-
-
-
-=== TEST 8: decrypt is refused until decryption exists, never passed through
---- mcd_client
-my $r = mcd_tls_client(port => $W->{port}, sni => 'decrypt.example.test');
-is $r->{raw}, main::alert_bytes('handshake_failure'), 'handshake_failure';
-my ($line) = mcd_wait_log('mcd.log', qr/reason=decrypt_unavailable/);
-like $line, qr{ action=decrypt fqdn=decrypt\.example\.test }, 'verdict kept';
 
 
 

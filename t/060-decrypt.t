@@ -235,6 +235,10 @@ unlike $r->{out}, qr/hello from origin/, 'nothing from the origin';
 like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'the client saw the minted certificate';
 my @m = mcd_wait_log('error.log', qr/upstream SSL certificate does not match "wrongname\.test"/, 1, 5);
 is scalar(@m), 1, 'the verification error is logged';
+my ($line) = mcd_wait_log('decrypted.log', qr/^wrongname\.test /);
+like $line // '', qr/^wrongname\.test 502 decrypted=1 .* reason=upstream_cert$/, '$mcd_reason is upstream_cert';
+@m = mcd_wait_log('error.log', qr/the certificate of "wrongname\.test" at 127\.0\.0\.1:\d+ is not for "wrongname\.test", reason "upstream_cert"/, 1, 5);
+is scalar(@m), 1, 'the module names the reason';
 
 
 
