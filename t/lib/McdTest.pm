@@ -127,6 +127,7 @@ sub world {
         closed      => $base + 7,   # nothing listens here
         blackhole   => $base + 8,   # SYNs dropped: connect times out
         port3       => $base + 9,   # a third gateway listener
+        ws_echo     => $base + 15,  # WebSocket echo behind the origin's /ws
     };
 
     for my $k (qw(port port2 port3 origin origin_http echo dns closed
@@ -295,6 +296,18 @@ http {
         root $d/www;
         location = /host { default_type text/plain; return 200 "host=\$host sni=\$ssl_server_name\\n"; }
         location /slow.bin { limit_rate 32k; }
+
+        # t/061: uploads (WebDAV PUT), chunked responses (SSI clears the
+        # length), WebSocket (the echo of mcd_ws_echo_start)
+        location /dav/ { dav_methods PUT; create_full_put_path on;
+                         client_max_body_size 128m; }
+        location /ssi/ { ssi on; ssi_types *; }
+        location /ws {
+            proxy_pass http://127.0.0.1:$W->{ws_echo};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+        }
     }
     server {
         listen 127.0.0.1:$W->{origin_http};
@@ -514,6 +527,139 @@ sub start_blackhole {
                                      PeerPort => $W->{blackhole},
                                      Timeout => 1);
     push @BlackholeFill, $fill if $fill;
+}
+
+# t/061: a WebSocket echo server (RFC 6455) that the origin's /ws proxies
+# to, started on first use.  A data frame comes back unmasked with the same
+# FIN bit and opcode, a ping gets a pong, a close is answered with a close
+# and ends the session; a session lives at most 60 s, a frame 16 MiB.
+
+sub mcd_ws_frame {
+    my ($b0, $payload, $mask) = @_;
+    my $len = length $payload;
+    my $m = defined $mask ? 0x80 : 0;
+    my $h = pack 'C', $b0;
+    if ($len < 126) {
+        $h .= pack 'C', $m | $len;
+    } elsif ($len < 65536) {
+        $h .= pack 'Cn', $m | 126, $len;
+    } else {
+        $h .= pack 'CNN', $m | 127, int($len / 2**32), $len % 2**32;
+    }
+    if (defined $mask) {
+        $h .= $mask;
+        $payload ^= substr($mask x (int($len / 4) + 1), 0, $len);
+    }
+    return $h . $payload;
+}
+
+sub mcd_ws_echo_start {
+    return if $W->{ws_echo_started};
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $W->{ws_echo}, Listen => 64,
+                                  ReuseAddr => 1)
+        or die "ws echo listen: $!";
+    spawn(sub {
+        my ($parent) = @_;
+        $SIG{CHLD} = 'IGNORE';
+        my $sel = IO::Select->new($l);
+        while (getppid() == $parent) {
+            next unless $sel->can_read(1);
+            my $c = $l->accept or next;
+            my $pid = fork;
+            next if !defined $pid;
+            if ($pid) { close $c; next; }
+            close $l;
+            ws_echo_session($c);
+            close $c;
+            POSIX::_exit(0);
+        }
+    });
+    close $l;
+    $W->{ws_echo_started} = 1;
+}
+
+sub ws_echo_session {
+    my ($c) = @_;
+    require Digest::SHA;
+    require MIME::Base64;
+    local $SIG{PIPE} = 'IGNORE';
+
+    my $deadline = time + 60;
+    my $sel = IO::Select->new($c);
+    my $buf = '';
+    my $need = sub {
+        my ($n) = @_;
+        while (length $buf < $n) {
+            my $left = $deadline - time;
+            return 0 if $left <= 0 || !$sel->can_read($left);
+            my $got = sysread($c, $buf, 262144, length $buf);
+            return 0 unless $got;
+        }
+        return 1;
+    };
+    my $send = sub {
+        my ($data) = @_;
+        my $off = 0;
+        while ($off < length $data) {
+            my $w = syswrite($c, $data, length($data) - $off, $off);
+            return 0 unless $w;
+            $off += $w;
+        }
+        return 1;
+    };
+
+    while ($buf !~ /\r\n\r\n/) {
+        return if length $buf > 16384 || !$need->(length($buf) + 1);
+    }
+    $buf =~ s/\A(.*?\r\n)\r\n//s;
+    my $head = $1;
+    my ($key) = $head =~ /^Sec-WebSocket-Key:[ \t]*(\S+)/mi;
+    if (!$key || $head !~ /^Upgrade:[ \t]*websocket\r?$/mi) {
+        $send->("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                . "Connection: close\r\n\r\n");
+        return;
+    }
+    my $accept = MIME::Base64::encode_base64(Digest::SHA::sha1(
+                     $key . '258EAFA5-E914-47DA-95CA-C5AB0DC11B65'), '');
+    $send->("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n")
+        or return;
+
+    for (1 .. 100000) {
+        $need->(2) or return;
+        my ($b0, $b1) = unpack 'CC', $buf;
+        my $len = $b1 & 0x7f;
+        my $hl = 2;
+        if ($len == 126) {
+            $need->(4) or return;
+            $len = unpack 'x2 n', $buf;
+            $hl = 4;
+        } elsif ($len == 127) {
+            $need->(10) or return;
+            my ($hi, $lo) = unpack 'x2 N N', $buf;
+            $len = $hi * 2**32 + $lo;
+            $hl = 10;
+        }
+        return if $len > 16 * 1024 * 1024;
+        my $masked = $b1 & 0x80;
+        $hl += 4 if $masked;
+        $need->($hl + $len) or return;
+        my $payload = substr($buf, $hl, $len);
+        if ($masked) {
+            my $mask = substr($buf, $hl - 4, 4);
+            $payload ^= substr($mask x (int($len / 4) + 1), 0, $len);
+        }
+        substr($buf, 0, $hl + $len, '');
+        my $op = $b0 & 0x0f;
+        if ($op == 8) {
+            $send->(mcd_ws_frame(0x88, $payload));
+            return;
+        }
+        next if $op == 10;
+        $send->(mcd_ws_frame($op == 9 ? 0x8a : $b0 & 0x8f, $payload))
+            or return;
+    }
 }
 
 END {
