@@ -93,6 +93,10 @@ static ngx_int_t ngx_http_mcd_variable_str(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mcd_variable_action(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_variable_ech(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mcd_variable_sni(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mcd_variable_mode(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mcd_variable_port(ngx_http_request_t *r,
@@ -190,8 +194,8 @@ static ngx_http_variable_t  ngx_http_mcd_vars[] = {
     { ngx_string("mcd_fqdn"), NULL, ngx_http_mcd_variable_str,
       offsetof(ngx_mcd_handoff_t, fqdn), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("mcd_sni"), NULL, ngx_http_mcd_variable_str,
-      offsetof(ngx_mcd_handoff_t, sni), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("mcd_sni"), NULL, ngx_http_mcd_variable_sni,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_rule"), NULL, ngx_http_mcd_variable_str,
       offsetof(ngx_mcd_handoff_t, rule), NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -205,6 +209,16 @@ static ngx_http_variable_t  ngx_http_mcd_vars[] = {
     { ngx_string("mcd_upstream_addr"), NULL, ngx_http_mcd_variable_str,
       offsetof(ngx_mcd_handoff_t, upstream_addr), NGX_HTTP_VAR_NOCACHEABLE,
       0 },
+
+    { ngx_string("mcd_alpn"), NULL, ngx_http_mcd_variable_str,
+      offsetof(ngx_mcd_handoff_t, alpn), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mcd_original_dst"), NULL, ngx_http_mcd_variable_str,
+      offsetof(ngx_mcd_handoff_t, original_dst), NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("mcd_ech"), NULL, ngx_http_mcd_variable_ech,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_action"), NULL, ngx_http_mcd_variable_action,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -1195,6 +1209,77 @@ ngx_http_mcd_variable_action(ngx_http_request_t *r,
 
     v->data = (u_char *) ngx_mcd_action_name(action);
     v->len = ngx_strlen(v->data);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * the SNI as the client sent it: read by the front door in transparent
+ * mode, by the interception server's handshake after an explicit CONNECT
+ */
+
+static ngx_int_t
+ngx_http_mcd_variable_sni(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char         *sni;
+    ngx_mcd_handoff_t  *d;
+
+    d = ngx_http_mcd_decision(r);
+
+    if (d == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (d->sni.len) {
+        v->data = d->sni.data;
+        v->len = d->sni.len;
+
+    } else {
+        sni = NULL;
+
+        if (r->connection->ssl) {
+            sni = SSL_get_servername(r->connection->ssl->connection,
+                                     TLSEXT_NAMETYPE_host_name);
+        }
+
+        if (sni == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = (u_char *) sni;
+        v->len = ngx_strlen(sni);
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mcd_variable_ech(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_mcd_handoff_t  *d;
+
+    d = ngx_http_mcd_decision(r);
+
+    if (d == NULL || d->mode == NGX_MCD_MODE_HTTP) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) (d->ech ? "1" : "0");
+    v->len = 1;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

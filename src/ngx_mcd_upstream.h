@@ -86,9 +86,12 @@ typedef struct {
     ngx_mcd_profile_t           *profile_conf;   /* that decided */
     ngx_str_t                    upstream;       /* fqdn:port */
     ngx_str_t                    upstream_addr;  /* address:port resolved */
+    ngx_str_t                    alpn;           /* as the client sent it */
+    ngx_str_t                    original_dst;   /* address:port */
     ngx_uint_t                   mode;           /* NGX_MCD_MODE_* */
     ngx_uint_t                   action;         /* MCD_ACTION_* */
     in_port_t                    port;
+    unsigned                     ech:1;
 } ngx_mcd_handoff_t;
 
 

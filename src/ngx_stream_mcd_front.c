@@ -1262,9 +1262,12 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     h->profile_conf = ctx->conf->profile;
     h->upstream = ctx->upstream;
     h->upstream_addr = ctx->upstream_addr;
+    h->alpn = ctx->alpn;
+    h->original_dst = ctx->original_dst;
     h->mode = ctx->conf->mode;
     h->action = ctx->action;
     h->port = ctx->port;
+    h->ech = ctx->ech;
 
     if (ctx->conf->mode == NGX_MCD_MODE_EXPLICIT) {
 

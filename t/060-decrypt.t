@@ -76,10 +76,16 @@ our $HttpConfig = <<'_EOC_';
                          'fqdn=$mcd_fqdn up=$mcd_upstream_addr '
                          'rule=$mcd_rule reason=$mcd_reason';
 
+    log_format vars 'mode=$mcd_mode action=$mcd_action port=$mcd_port '
+                    'profile=$mcd_profile up=$mcd_upstream sni=$mcd_sni '
+                    'alpn=$mcd_alpn ech=$mcd_ech odst=$mcd_original_dst '
+                    'sent=$body_bytes_sent';
+
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_INTERCEPT ssl;
         mcd_intercept on;
         access_log logs/decrypted.log decrypted;
+        access_log logs/vars.log vars;
 
         location / {
             proxy_pass https://$mcd_upstream_addr;
@@ -253,3 +259,25 @@ is $r->{exit}, 0, 'curl succeeded' or diag $r->{err};
 is $r->{out}, "hello from origin\n\n2", 'HTTP/2, the body';
 like $r->{err}, qr/ALPN: server accepted h2/, 'h2 negotiated';
 like $r->{err}, qr/issuer: CN=McdTest Gateway CA/i, 'the minted certificate';
+
+
+
+=== TEST 10: every $mcd_* variable of the decision in the http log, explicit and transparent; the stream side logs the hand-off
+--- mcd_client
+my $r = main::via_gateway('www.example.test', mcd_file('gwca.crt'));
+is $r->{exit}, 0, 'explicit: curl succeeded' or diag $r->{err};
+my ($line) = mcd_wait_log('vars.log', qr/^mode=explicit /);
+like $line // '', qr{^mode=explicit action=decrypt port=$W->{origin} profile=egress up=www\.example\.test:$W->{origin} sni=www\.example\.test alpn=- ech=0 odst=- sent=18$},
+    'explicit: the decision (the SNI from the interception handshake; the front door saw no ALPN), only the body counted as sent';
+($line) = mcd_wait_log('mcd.log', qr/^200 action=decrypt fqdn=www\.example\.test/);
+ok defined $line, 'the stream access log has the hand-off';
+SKIP: {
+    skip 'the origin cannot listen on port 443 (not root)', 2 unless $W->{origin443};
+    $r = mcd_curl('-sS', '--max-time', '20', '--cacert', mcd_file('gwca.crt'),
+                  '--connect-to', "www.example.test:443:127.0.0.1:$W->{port3}",
+                  'https://www.example.test/index.html');
+    is $r->{out}, "hello from origin\n", 'transparent: body';
+    ($line) = mcd_wait_log('vars.log', qr/^mode=transparent /);
+    like $line // '', qr{^mode=transparent action=decrypt port=443 profile=egress up=www\.example\.test:443 sni=www\.example\.test alpn=\S+ ech=0 odst=- sent=18$},
+        'transparent: the decision';
+}
