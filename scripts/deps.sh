@@ -10,6 +10,7 @@ pkgs=(
     perl libtest-base-perl libtext-diff-perl liblist-moreutils-perl
     libio-socket-ssl-perl libwww-perl libnet-dns-perl libdigest-sha-perl
     valgrind iptables iproute2 procps util-linux
+    python3 chromium libnss3-tools
 )
 
 case "${1:-}" in
