@@ -592,7 +592,7 @@ sub one_handshake {
                                         SSL_verifycn_name => $name,
                                         Timeout => 10);
     if (!$ok) {
-        my $e = $IO::Socket::SSL::SSL_ERROR || 'handshake failed';
+        my $e = IO::Socket::SSL::errstr() || 'handshake failed';
         close $s;
         return $e;
     }
@@ -718,17 +718,18 @@ my $x = main::gateway_certs(host => '127.0.0.1', no_sni => 1,
 isnt $x->{exit}, 0, 'the certificate is for that address only';
 
 # end to end: the client accepts the leaf; the re-encryption to the IP
-# then fails because nginx 1.22's proxy_ssl_verify matches
-# proxy_ssl_name against DNS names only (X509_check_host), never the
-# origin's iPAddress SAN
+# fails closed, because nginx's proxy_ssl_verify (1.22 to the current
+# mainline) matches proxy_ssl_name against DNS names only (X509_check_host),
+# never the origin's iPAddress SAN: 502, upstream_cert, nothing of the
+# origin's (README: decrypting IP literals)
 my $c = mcd_curl('-sS', '-v', '--max-time', '20', '--cacert', "$main::D/gwcb.crt",
-                 '-x', "http://127.0.0.1:$W->{port}",
+                 '-x', "http://127.0.0.1:$W->{port}", '-w', '\n%{http_code}',
                  "https://127.0.0.1:$W->{origin}/index.html");
 like $c->{err}, qr/SSL certificate verify ok/, 'curl accepts the leaf for the IP';
-TODO: {
-    local $main::TODO = 'upstream verification of an IP literal (nginx checks DNS names only)';
-    is $c->{out}, "hello from origin\n", 'the origin\'s body through an IP literal';
-}
+like $c->{out}, qr/\n502\z/, 'the re-encryption fails closed: 502';
+unlike $c->{out}, qr/hello from origin/, 'nothing of the origin';
+my @m = mcd_wait_log('error.log', qr/the certificate of "127\.0\.0\.1" at 127\.0\.0\.1:\d+ is not for "127\.0\.0\.1", reason "upstream_cert"/, 1, 5);
+is scalar(@m), 1, 'reason upstream_cert, logged';
 
 
 
