@@ -22,6 +22,10 @@ $ENV{TEST_NGINX_MCD_INTERCEPT} = $W->{port2};
 # its interception server with HTTP/2
 $ENV{TEST_NGINX_MCD_H2} = $W->{port3} + 1;
 
+# a gateway whose interception server has a destination guard of its own
+$ENV{TEST_NGINX_MCD_GUARDED} = $W->{port3} + 2;
+$ENV{TEST_NGINX_MCD_GUARDED_HTTP} = $W->{port3} + 3;
+
 # a name the origin's certificate does not carry
 mcd_write_file(mcd_file('hosts-decrypt'),
                mcd_slurp(mcd_file('hosts')) . "127.0.0.1 wrongname.test\n");
@@ -62,6 +66,15 @@ stream {
     }
 
     server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_GUARDED;
+        mcd_proxy explicit;
+        mcd_fqdn_filter egress;
+        mcd_connect_ports $TEST_NGINX_MCD_ORIGIN;
+        mcd_destination allow 127.0.0.0/8 ::1;
+        mcd_decrypt_pass 127.0.0.1:$TEST_NGINX_MCD_GUARDED_HTTP;
+    }
+
+    server {
         listen 127.0.0.1:$TEST_NGINX_MCD_PORT3;
         mcd_proxy transparent;
         mcd_fqdn_filter egress;
@@ -94,6 +107,23 @@ our $HttpConfig = <<'_EOC_';
             proxy_ssl_server_name on;
             proxy_ssl_name $mcd_fqdn;
             proxy_set_header Host $host;
+        }
+    }
+
+    server {
+        # the http side judges the address the front door resolved too
+        listen 127.0.0.1:$TEST_NGINX_MCD_GUARDED_HTTP ssl;
+        mcd_intercept on;
+        mcd_destination deny 127.0.0.1;
+        mcd_destination allow 127.0.0.0/8;
+        access_log logs/decrypted.log decrypted;
+
+        location / {
+            proxy_pass https://$mcd_upstream_addr;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TEST_NGINX_MCD_WORLD/ca.crt;
+            proxy_ssl_server_name on;
+            proxy_ssl_name $mcd_fqdn;
         }
     }
 
@@ -281,3 +311,19 @@ SKIP: {
     like $line // '', qr{^mode=transparent action=decrypt port=443 profile=egress up=www\.example\.test:443 sni=www\.example\.test alpn=\S+ ech=0 odst=- sent=18$},
         'transparent: the decision';
 }
+
+
+
+=== TEST 11: an interception server's own mcd_destination judges the address the front door resolved
+--- mcd_client
+my $r = mcd_curl('-sS', '-v', '--max-time', '20', '--cacert', mcd_file('gwca.crt'),
+                 '-x', "http://127.0.0.1:$ENV{TEST_NGINX_MCD_GUARDED}",
+                 '-w', '\n%{http_connect} %{http_code}',
+                 "https://example.test:$W->{origin}/index.html");
+like $r->{out}, qr/\A\Qdst_blocked: destination address not allowed\E\n\n200 403\z/,
+    'the tunnel opened (the stream side allows loopback), the request refused'
+    or diag $r->{err};
+my ($line) = mcd_wait_log('decrypted.log', qr/^example\.test 403 /);
+like $line // '', qr/ reason=dst_blocked$/, 'reason dst_blocked';
+my @m = mcd_wait_log('error.log', qr/reason "dst_blocked": 127\.0\.0\.1:\d+ refused by "deny 127\.0\.0\.1"/, 1, 5);
+is scalar(@m), 1, 'the rule is named';
