@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # A self-contained ngx_mcd demo on loopback, no internet needed:
-#   - a demo CA and an HTTPS origin (nginx) serving shop.demo.test and
-#     blocked.demo.test on 127.0.0.1:8443
+#   - a demo CA and an origin (nginx) serving shop.demo.test,
+#     blocked.demo.test and inspect.demo.test over HTTPS on 127.0.0.1:8443
+#     and plain HTTP on 127.0.0.1:8080
 #   - the gateway: Debian's nginx with ngx_mcd_module.so, explicit proxy on
-#     127.0.0.1:3128, names from a hosts file (mcd_hosts_file)
+#     127.0.0.1:3128, names from a hosts file (mcd_hosts_file), a gateway CA
+#     for decryption, an interception server and a plain-HTTP server
 #
 #   scripts/demo.sh          install, build, start, show one allowed request,
 #                            one denied by name, one denied by address
 #                            (an allowed name resolving to 0.0.0.0: the
-#                            destination guard)
+#                            destination guard), one decrypted (the client
+#                            sees a certificate of the gateway CA) and one
+#                            plain http:// request
 #   scripts/demo.sh stop     stop the demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,16 +52,25 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$run/origin.key" -out "$run/origin.csr" \
     -subj "/CN=shop.demo.test" 2>/dev/null
-printf 'subjectAltName=DNS:shop.demo.test,DNS:blocked.demo.test\n' \
+printf 'subjectAltName=DNS:shop.demo.test,DNS:blocked.demo.test,DNS:inspect.demo.test\n' \
     > "$run/origin.ext"
 openssl x509 -req -in "$run/origin.csr" -CA "$run/ca.crt" \
     -CAkey "$run/ca.key" -CAcreateserial -out "$run/origin.crt" -days 30 \
     -extfile "$run/origin.ext" 2>/dev/null
 
+# the gateway CA: decrypted connections get leaves it mints; only the
+# master reads its key
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$run/gateway-ca.key" -out "$run/gateway-ca.crt" -days 365 \
+    -subj "/CN=ngx_mcd demo gateway CA" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+chmod 600 "$run/gateway-ca.key"
+
 echo "hello from the demo origin" > "$run/www/index.html"
 
 cat > "$run/hosts" <<EOT
-127.0.0.1 shop.demo.test blocked.demo.test
+127.0.0.1 shop.demo.test blocked.demo.test inspect.demo.test
 0.0.0.0   rebind.demo.test
 EOT
 
@@ -83,6 +96,7 @@ http {
     scgi_temp_path $run/origin/tmp;
     server {
         listen 127.0.0.1:8443 ssl;
+        listen 127.0.0.1:8080;
         ssl_certificate $run/origin.crt;
         ssl_certificate_key $run/origin.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -102,6 +116,8 @@ sleep 0.5
 allowed="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://shop.demo.test:8443/"
 denied="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://blocked.demo.test:8443/"
 guarded="curl --cacert $run/ca.crt -x http://127.0.0.1:3128 https://rebind.demo.test:8443/"
+decrypted="curl --cacert $run/gateway-ca.crt -x http://127.0.0.1:3128 https://inspect.demo.test:8443/"
+plain="curl -x http://127.0.0.1:3128 http://shop.demo.test:8080/"
 
 cat <<EOT
 
@@ -123,9 +139,23 @@ EOT
 $guarded -sS || true
 cat <<EOT
 
-decisions: $run/gateway/logs/access.log
+decrypted (the client trusts the gateway CA, which minted a certificate
+for the name; the gateway re-encrypts to the verified origin):
+          $decrypted
+EOT
+$decrypted -sS -v 2>&1 | grep -E '^\* +(subject|issuer):|^hello' || true
+cat <<EOT
+
+plain http:// (handed to the http server of mcd_http_pass, same policy):
+          $plain
+EOT
+$plain -sS || true
+cat <<EOT
+
+decisions: $run/gateway/logs/access.log (http side: http.log)
 refusals:  $run/gateway/logs/error.log
 stop:      scripts/demo.sh stop
 EOT
 echo
-tail -n 3 "$run/gateway/logs/access.log"
+tail -n 4 "$run/gateway/logs/access.log"
+tail -n 2 "$run/gateway/logs/http.log"
