@@ -6,7 +6,6 @@ use warnings;
 use FindBin;
 use File::Path qw(make_path);
 use lib "$FindBin::Bin/lib";
-BEGIN { push @INC, "$FindBin::Bin/compat"; }
 
 use McdTest;
 use Test::Nginx::Socket 'no_plan';

@@ -11,7 +11,6 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-BEGIN { push @INC, "$FindBin::Bin/compat"; }
 
 use McdTest;
 use Test::Nginx::Socket;

@@ -30,7 +30,6 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-BEGIN { push @INC, "$FindBin::Bin/compat"; }
 
 use McdTest;
 use McdFaults;
