@@ -51,7 +51,7 @@ fi
 # build dependencies, from the Debian archive the system uses
 
 need=()
-for p in dpkg-dev debhelper fakeroot lintian; do
+for p in dpkg-dev debhelper lintian; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"
     then
         need+=("$p")
@@ -64,11 +64,19 @@ then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     if [ ${#need[@]} -gt 0 ]; then
-        $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" \
+        $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+            --no-install-recommends "${need[@]}" \
             >/dev/null
     fi
-    $SUDO apt-get build-dep -y -qq --no-install-recommends "$src" >/dev/null
+    $SUDO apt-get build-dep -y -qq -o DPkg::Lock::Timeout=300 \
+        --no-install-recommends "$src" >/dev/null
     (cd "$src" && dpkg-checkbuilddeps)
+
+    # nginx-dev brings nginx: the distribution's service is not ours to run
+    # (as scripts/deps.sh)
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
 fi
 
 
