@@ -45,7 +45,8 @@ fi
 
 pkg=$(dpkg-deb -f "$deb" Package)
 
-for t in nginx ip curl openssl ss timeout; do
+# (nginx itself may come with the package's dependencies)
+for t in ip curl openssl ss timeout; do
     command -v "$t" >/dev/null || die "$t not found (scripts/deps.sh installs it)"
 done
 
@@ -168,6 +169,8 @@ fi
 
 
 # 2. the module and its snippet, after the stream module
+
+command -v nginx >/dev/null || die "no nginx after installing $pkg"
 
 so=/usr/lib/nginx/modules/ngx_mcd_module.so
 snippet=/usr/share/nginx/modules-available/mod-stream-mcd.conf
