@@ -487,6 +487,35 @@ ngx_mcd_hosts_lookup(ngx_cycle_t *cycle, ngx_str_t *fqdn)
 }
 
 
+/* a profile by name, for "mcd_fqdn_filter $variable" */
+
+ngx_mcd_profile_t *
+ngx_mcd_profile_find(ngx_cycle_t *cycle, u_char *name, size_t len)
+{
+    ngx_uint_t           i;
+    ngx_mcd_conf_t      *mcf;
+    ngx_mcd_profile_t  **profiles;
+
+    mcf = (ngx_mcd_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_mcd_module);
+
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    profiles = mcf->profiles.elts;
+
+    for (i = 0; i < mcf->profiles.nelts; i++) {
+        if (profiles[i]->name.len == len
+            && ngx_strncmp(profiles[i]->name.data, name, len) == 0)
+        {
+            return profiles[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_int_t
 ngx_mcd_ca_configured(ngx_cycle_t *cycle)
 {
