@@ -40,6 +40,7 @@ typedef struct {
     ngx_flag_t                  intercept;
     ngx_str_t                   profile_name;
     ngx_mcd_profile_t          *profile;           /* mcd_fqdn_filter */
+    ngx_http_complex_value_t   *profile_value;     /* "$variable" */
     ngx_mcd_destination_t      *destination;
     ngx_array_t                *ports;             /* in_port_t */
 } ngx_http_mcd_srv_conf_t;
@@ -435,7 +436,7 @@ ngx_http_mcd_handler(ngx_http_request_t *r)
         return ngx_http_mcd_intercepted(r, hmcf, h);
     }
 
-    if (hmcf->profile != NULL) {
+    if (hmcf->profile != NULL || hmcf->profile_value != NULL) {
         return ngx_http_mcd_filter(r, hmcf, h);
     }
 
@@ -573,8 +574,10 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_int_t            rc;
     ngx_str_t           *host;
     ngx_uint_t           i;
+    ngx_str_t            name;
     ngx_http_mcd_ctx_t  *ctx;
     ngx_mcd_decision_t   d;
+    ngx_mcd_profile_t   *profile;
 
     ctx = ngx_http_mcd_create_ctx(r, NULL);
     if (ctx == NULL) {
@@ -582,8 +585,10 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     }
 
     ctx->d.mode = NGX_MCD_MODE_HTTP;
-    ctx->d.profile = hmcf->profile->name;
-    ctx->d.profile_conf = hmcf->profile;
+
+    if (h != NULL) {
+        ctx->d.user = h->user;
+    }
 
     /* proxy credentials: checked when the front door asks for them, and
        never forwarded */
@@ -593,6 +598,34 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     if (rc != NGX_DECLINED) {
         return rc;
     }
+
+    /* the profile: the server's, or the one "$variable" names */
+
+    profile = hmcf->profile;
+
+    if (hmcf->profile_value != NULL) {
+        if (ngx_http_complex_value(r, hmcf->profile_value, &name) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        profile = ngx_mcd_profile_find((ngx_cycle_t *) ngx_cycle,
+                                       name.data, name.len);
+
+        if (profile == NULL) {
+            if (ngx_mcd_escape_str(r->pool, &name, &ctx->d.profile)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                       NGX_MCD_REASON_NO_PROFILE,
+                                       "no profile for this client");
+        }
+    }
+
+    ctx->d.profile = profile->name;
+    ctx->d.profile_conf = profile;
 
     host = &r->headers_in.server;
 
@@ -621,7 +654,7 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
 
     ctx->d.port = port;
 
-    rc = ngx_mcd_decide(r->pool, hmcf->profile, host->data, host->len, &d);
+    rc = ngx_mcd_decide(r->pool, profile, host->data, host->len, &d);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1646,9 +1679,12 @@ ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
         /* the profile is found when the whole configuration is read */
 
         conf->profile_name = prev->profile_name;
+        conf->profile_value = prev->profile_value;
 
-        if (ngx_mcd_add_profile_ref(cf, &conf->profile_name, &conf->profile)
-            != NGX_OK)
+        if (conf->profile_value == NULL
+            && ngx_mcd_add_profile_ref(cf, &conf->profile_name,
+                                       &conf->profile)
+               != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
@@ -1763,7 +1799,8 @@ ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mcd_srv_conf_t  *hmcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
 
     if (hmcf->profile_name.data != NULL) {
         return "is duplicate";
@@ -1773,7 +1810,31 @@ ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     hmcf->profile_name = value[1];
 
-    if (ngx_mcd_add_profile_ref(cf, &value[1], &hmcf->profile) != NGX_OK) {
+    if (ngx_http_script_variables_count(&value[1]) == 0) {
+        if (ngx_mcd_add_profile_ref(cf, &value[1], &hmcf->profile)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    /* "$group": the profile is the one the value names, per request */
+
+    hmcf->profile_value = ngx_palloc(cf->pool,
+                                     sizeof(ngx_http_complex_value_t));
+    if (hmcf->profile_value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = hmcf->profile_value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
