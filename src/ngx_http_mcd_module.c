@@ -31,6 +31,7 @@
 
 #include "ngx_mcd.h"
 #include "ngx_mcd_upstream.h"
+#include "ngx_mcd_metrics.h"
 
 
 #define NGX_HTTP_MCD_PROXY_AUTH_REQUIRED  407
@@ -60,6 +61,7 @@ typedef struct {
     ngx_int_t                   rc;                /* the phase's answer */
     ngx_uint_t                  name_type;         /* MCD_NAME_* */
     unsigned                    decided:1;
+    unsigned                    counted:1;         /* in mcd_decisions */
     unsigned                    waiting:1;
     unsigned                    in_handler:1;
     unsigned                    done:1;
@@ -128,6 +130,10 @@ static char *ngx_http_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mcd_status_handler(ngx_http_request_t *r);
+static void ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx);
 
 
 static ngx_command_t  ngx_http_mcd_commands[] = {
@@ -150,6 +156,13 @@ static ngx_command_t  ngx_http_mcd_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
       ngx_http_mcd_destination,
       NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mcd_status,
+      0,
       0,
       NULL },
 
@@ -376,6 +389,7 @@ ngx_http_mcd_verify(int ok, X509_STORE_CTX *store)
         err = X509_STORE_CTX_get_error(store);
 
         ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+        ngx_mcd_metrics_outcome(NGX_MCD_REASON_UPSTREAM_CERT);
 
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "mcd: the certificate of \"%V\" at %V does not verify "
@@ -398,6 +412,7 @@ ngx_http_mcd_verify(int ok, X509_STORE_CTX *store)
                != 1))
     {
         ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+        ngx_mcd_metrics_outcome(NGX_MCD_REASON_UPSTREAM_CERT);
 
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "mcd: the certificate of \"%V\" at %V is not for "
@@ -897,6 +912,8 @@ ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
         ctx->d.upstream_addr = u->current->name;
         ctx->rc = NGX_DECLINED;
 
+        ngx_http_mcd_count(ctx);
+
         if (!ctx->in_handler) {
             ngx_http_core_run_phases(r);
             ngx_http_run_posted_requests(c);
@@ -1054,6 +1071,8 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
     ctx->decided = 1;
     ctx->reason = reason;
 
+    ngx_mcd_metrics_outcome(reason);
+
     if (reason != NGX_MCD_REASON_DNS && reason != NGX_MCD_REASON_TIMEOUT
         && reason != NGX_MCD_REASON_CONNECT
         && reason != NGX_MCD_REASON_INTERNAL)
@@ -1107,7 +1126,84 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
         break;
     }
 
+    ngx_http_mcd_count(ctx);
+
     return ngx_http_mcd_answer(r, ctx, status, detail);
+}
+
+
+/* a plain-HTTP request decided by mcd_fqdn_filter, in the counters */
+
+static void
+ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx)
+{
+    if (ctx->counted || ctx->d.mode != NGX_MCD_MODE_HTTP) {
+        return;
+    }
+
+    ctx->counted = 1;
+
+    ngx_mcd_metrics_decision(ctx->reason == NGX_MCD_REASON_NO_PROFILE
+                             ? NULL : ctx->d.profile_conf,
+                             NGX_MCD_MODE_HTTP, ctx->d.action, ctx->reason);
+}
+
+
+/* "mcd_status": the counters in the Prometheus text format */
+
+static ngx_int_t
+ngx_http_mcd_status_handler(ngx_http_request_t *r)
+{
+    off_t         len;
+    ngx_int_t     rc;
+    ngx_chain_t  *out, *cl;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    out = ngx_mcd_metrics_render(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = 0;
+
+    for (cl = out; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, out);
+}
+
+
+static char *
+ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_mcd_status_handler;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1578,6 +1674,10 @@ ngx_http_mcd_preconfiguration(ngx_conf_t *cf)
 
         var->get_handler = v->get_handler;
         var->data = v->data;
+    }
+
+    if (ngx_mcd_metrics_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_http_mcd_proxy_index = -1;

@@ -38,6 +38,8 @@ typedef struct {
     u_char                   *file;              /* where it is declared */
     ngx_uint_t                line;
 
+    ngx_atomic_t             *metrics;           /* its decision counters */
+
     unsigned                  can_decrypt:1;
     unsigned                  used:1;
 } ngx_mcd_profile_t;

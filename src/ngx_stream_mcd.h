@@ -26,6 +26,7 @@
 
 #include "ngx_mcd.h"
 #include "ngx_mcd_upstream.h"
+#include "ngx_mcd_metrics.h"
 #include "mcd_connect.h"
 #include "mcd_tls.h"
 
@@ -151,6 +152,7 @@ typedef struct {
     unsigned                     silent:1;          /* refuse without a byte */
     unsigned                     auth_retry:1;      /* 407, then read again */
     unsigned                     auth_pending:1;    /* waiting for a retry */
+    unsigned                     counted:1;         /* in mcd_decisions */
 } ngx_stream_mcd_ctx_t;
 
 
@@ -176,6 +178,7 @@ ngx_int_t ngx_stream_mcd_values(ngx_cycle_t *cycle, ngx_str_t *name,
     ngx_stream_mcd_visit_pt visit, void *data);
 
 void ngx_stream_mcd_log(ngx_stream_session_t *s);
+void ngx_stream_mcd_count(ngx_stream_session_t *s);
 
 /* ngx_stream_mcd_relay.c */
 void ngx_stream_mcd_connected(ngx_stream_session_t *s);

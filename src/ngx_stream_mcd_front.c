@@ -1385,6 +1385,8 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
         c->sent += n;
     }
 
+    ngx_stream_mcd_count(s);
+
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "mcd %V: \"%V\" from %V handed over for decryption to "
                   "%V, rule \"%V\", profile \"%V\", upstream address %V",
@@ -1431,6 +1433,10 @@ ngx_stream_mcd_http_pass(ngx_stream_session_t *s)
     }
 
     h->mode = NGX_MCD_MODE_HTTP;
+
+    /* decided on the http side, request by request */
+
+    ctx->counted = 1;
 
     /* the http side asks each request for the same credentials */
 
@@ -1618,6 +1624,7 @@ ngx_stream_mcd_next_try(ngx_stream_session_t *s)
     s->status = NGX_STREAM_MCD_AUTH_REQUIRED;
 
     ngx_stream_mcd_log(s);
+    ngx_stream_mcd_count(s);
 
     /* the next line evaluates every variable again */
 
@@ -1627,6 +1634,7 @@ ngx_stream_mcd_next_try(ngx_stream_session_t *s)
                 cmcf->variables.nelts * sizeof(ngx_stream_variable_value_t));
 
     ctx->auth_pending = 0;
+    ctx->counted = 0;
     ctx->decided = 0;
     ctx->action = MCD_ACTION_DENY;
     ctx->reason = NGX_MCD_REASON_NONE;

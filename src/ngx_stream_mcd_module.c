@@ -384,14 +384,28 @@ ngx_stream_mcd_finalize(ngx_stream_session_t *s, ngx_uint_t status)
             ctx->state->bytes_sent = ctx->upstream_step.peer.connection->sent;
         }
 
-        ngx_mcd_upstream_cancel(&ctx->upstream_step);
-        ngx_stream_mcd_close_pipes(ctx);
+        if (ctx->connected) {
+            ngx_mcd_metric_add(tunnels[ctx->conf->mode], -1);
+
+            if (ctx->upstream_step.peer.connection) {
+                ngx_mcd_metric_add(bytes[NGX_MCD_METRICS_UPSTREAM],
+                                   ctx->upstream_step.peer.connection->sent);
+            }
+
+            ngx_mcd_metric_add(bytes[NGX_MCD_METRICS_DOWNSTREAM],
+                               ctx->upstream_received);
+        }
 
         if (ctx->reason == NGX_MCD_REASON_NONE
             && status == NGX_STREAM_INTERNAL_SERVER_ERROR)
         {
             ctx->reason = NGX_MCD_REASON_INTERNAL;
         }
+
+        ngx_stream_mcd_count(s);
+
+        ngx_mcd_upstream_cancel(&ctx->upstream_step);
+        ngx_stream_mcd_close_pipes(ctx);
     }
 
     ngx_stream_finalize_session(s, status);
@@ -643,6 +657,10 @@ ngx_stream_mcd_add_variables(ngx_conf_t *cf)
 
         var->get_handler = v->get_handler;
         var->data = v->data;
+    }
+
+    if (ngx_mcd_metrics_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /* note what "map" and "geo" blocks make, for "mcd_fqdn_filter $var" */
@@ -1234,4 +1252,28 @@ ngx_stream_mcd_proxy_auth_user_file(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * the session's decision, once, in the shared counters: by mode, profile
+ * (none when it was refused before one was known), action and reason
+ */
+
+void
+ngx_stream_mcd_count(ngx_stream_session_t *s)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL || ctx->counted) {
+        return;
+    }
+
+    ctx->counted = 1;
+
+    ngx_mcd_metrics_decision(ctx->profile, ctx->conf->mode, ctx->action,
+                             ctx->reason);
+    ngx_mcd_metrics_outcome(ctx->reason);
 }
