@@ -80,6 +80,8 @@ static ngx_int_t ngx_http_mcd_filter(ngx_http_request_t *r,
     ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
 static ngx_int_t ngx_http_mcd_proxy_auth(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_mcd_handoff_t *h);
+static ngx_int_t ngx_http_mcd_listener_is(ngx_listening_t *ls,
+    ngx_uint_t intercept);
 static ngx_int_t ngx_http_mcd_resolve(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_addr_t *fixed);
@@ -1262,10 +1264,17 @@ ngx_http_mcd_answer(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 }
 
 
-/* the listening socket's servers intercept (for mcd_decrypt_pass) */
+/*
+ * what the servers of an http listening socket are, for the stream
+ * module's "nginx -t" checks: NGX_OK when every default server intercepts
+ * (mcd_decrypt_pass needs "listen ... ssl" with mcd_intercept), or, for
+ * mcd_http_pass, when it takes plain http and has an mcd_fqdn_filter (a
+ * request for another server of the socket that has none is refused at
+ * run time, no_profile)
+ */
 
-ngx_int_t
-ngx_http_mcd_intercepts(ngx_listening_t *ls)
+static ngx_int_t
+ngx_http_mcd_listener_is(ngx_listening_t *ls, ngx_uint_t intercept)
 {
     ngx_uint_t                 i;
     ngx_http_port_t           *port;
@@ -1299,14 +1308,17 @@ ngx_http_mcd_intercepts(ngx_listening_t *ls)
             break;
         }
 
-        if (!conf->ssl) {
-            return NGX_DECLINED;
-        }
-
         hmcf = conf->default_server->ctx
                    ->srv_conf[ngx_http_mcd_module.ctx_index];
 
-        if (!hmcf->intercept) {
+        if (intercept) {
+            if (!conf->ssl || !hmcf->intercept) {
+                return NGX_DECLINED;
+            }
+
+        } else if (conf->ssl || hmcf->intercept
+                   || hmcf->profile_name.len == 0)
+        {
             return NGX_DECLINED;
         }
     }
@@ -1315,62 +1327,17 @@ ngx_http_mcd_intercepts(ngx_listening_t *ls)
 }
 
 
-/*
- * the listening socket takes plain http and its default servers have a
- * policy (for mcd_http_pass); a request for another server on the socket
- * that has none is refused at run time (no_profile)
- */
+ngx_int_t
+ngx_http_mcd_intercepts(ngx_listening_t *ls)
+{
+    return ngx_http_mcd_listener_is(ls, 1);
+}
+
 
 ngx_int_t
 ngx_http_mcd_forwards(ngx_listening_t *ls)
 {
-    ngx_uint_t                 i;
-    ngx_http_port_t           *port;
-    ngx_http_in_addr_t        *addr;
-#if (NGX_HAVE_INET6)
-    ngx_http_in6_addr_t       *addr6;
-#endif
-    ngx_http_addr_conf_t      *conf;
-    ngx_http_mcd_srv_conf_t   *hmcf;
-
-    port = ls->servers;
-
-    if (port == NULL) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < port->naddrs; i++) {
-
-        switch (ls->sockaddr->sa_family) {
-
-#if (NGX_HAVE_INET6)
-        case AF_INET6:
-            addr6 = port->addrs;
-            conf = &addr6[i].conf;
-            break;
-#endif
-
-        default: /* AF_INET */
-            addr = port->addrs;
-            conf = &addr[i].conf;
-            break;
-        }
-
-#if (NGX_HTTP_SSL)
-        if (conf->ssl) {
-            return NGX_DECLINED;
-        }
-#endif
-
-        hmcf = conf->default_server->ctx
-                   ->srv_conf[ngx_http_mcd_module.ctx_index];
-
-        if (hmcf->profile_name.len == 0 || hmcf->intercept) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_mcd_listener_is(ls, 0);
 }
 
 
@@ -1956,39 +1923,5 @@ ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mcd_srv_conf_t  *hmcf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value;
-    in_port_t   *port;
-    ngx_uint_t   i;
-
-    if (hmcf->ports != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    hmcf->ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                   sizeof(in_port_t));
-    if (hmcf->ports == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        n = ngx_atoi(value[i].data, value[i].len);
-
-        if (n < 1 || n > 65535) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid port \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        port = ngx_array_push(hmcf->ports);
-        if (port == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *port = (in_port_t) n;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_mcd_ports(cf, &hmcf->ports);
 }

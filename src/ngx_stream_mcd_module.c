@@ -927,41 +927,7 @@ ngx_stream_mcd_connect_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_stream_mcd_srv_conf_t  *mscf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value;
-    in_port_t   *port;
-    ngx_uint_t   i;
-
-    if (mscf->connect_ports != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    mscf->connect_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                           sizeof(in_port_t));
-    if (mscf->connect_ports == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        n = ngx_atoi(value[i].data, value[i].len);
-
-        if (n < 1 || n > 65535) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid port \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        port = ngx_array_push(mscf->connect_ports);
-        if (port == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *port = (in_port_t) n;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_mcd_ports(cf, &mscf->connect_ports);
 }
 
 
