@@ -42,6 +42,10 @@
 #   TEST 7  nginx -s reload (HUP, a profile and a listener added): values
 #           kept, a tunnel of an old worker still counted (gauge, bytes)
 #           after it, the new workers add to the same counters
+#   TEST 8  what can reach a label from the configuration: a profile name
+#           with " \ and a newline (nginx's quoted strings have those
+#           escapes) comes back exactly; two profiles whose names differ
+#           only after 64 bytes are two series with their whole names
 #
 # Where the interface leaves a choice open the tests say so:
 #   - an allowed connection whose upstream then fails (dns, connect,
@@ -81,6 +85,8 @@ $ENV{TEST_NGINX_MCD_INTERCEPT} = $base + 10;
 $ENV{TEST_NGINX_MCD_GROUPS}    = $base + 11;
 $ENV{TEST_NGINX_MCD_EXTRA}     = $base + 12;
 $ENV{TEST_NGINX_MCD_STATUS}    = $base + 13;
+$ENV{TEST_NGINX_MCD_LONG1}     = $base + 14;
+$ENV{TEST_NGINX_MCD_LONG2}     = $base + 16;
 
 our $Status = $ENV{TEST_NGINX_MCD_STATUS};
 
@@ -113,7 +119,7 @@ mcd_fqdn_filter tp {
 
 mcd_fqdn_filter web {
     default deny;
-    allow   origin.test;
+    allow   origin.test refused.test closed.test .dns.test;
     deny    denied.test;
 }
 
@@ -191,8 +197,11 @@ our $HttpConfig = <<'_EOC_';
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_FORWARD;
         mcd_fqdn_filter web;
-        mcd_http_ports $TEST_NGINX_MCD_ORIGIN_HTTP;
+        mcd_http_ports $TEST_NGINX_MCD_ORIGIN_HTTP $TEST_NGINX_MCD_CLOSED;
+        mcd_destination deny  127.0.0.2;
         mcd_destination allow 127.0.0.0/8;
+        resolver 127.0.0.1:$TEST_NGINX_MCD_DNS valid=1s;
+        resolver_timeout 1s;
         access_log logs/http.log mx;
 
         location / {
@@ -1088,6 +1097,33 @@ $e{ main::dec('explicit', 'egress', 'deny', 'loop') } += 1;
 $e{ main::dref('dst_blocked') } += 1;
 $e{ main::dref('loop') } += 1;
 
+# a burst: 4 processes, 40 refusals each, at the same time on both workers
+{
+    my @kids;
+    for my $k (1 .. 4) {
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if ($pid == 0) {
+            alarm 60;
+            my $ok = 0;
+            for (1 .. 40) {
+                my $r = eval { mcd_raw(send => "CONNECT denied.test:$echo HTTP/1.1\r\n\r\n",
+                                       timeout => 5) } // '';
+                $ok++ if $r =~ m{^HTTP/1\.1 403 };
+            }
+            POSIX::_exit($ok);
+        }
+        push @kids, $pid;
+    }
+    my $got = 0;
+    for my $pid (@kids) {
+        waitpid($pid, 0);
+        $got += $? >> 8;
+    }
+    is $got, 160, 'a burst of 160 parallel refusals: all 403';
+    $e{ main::dec('explicit', 'egress', 'deny', 'policy') } += 160;
+}
+
 # allowed, then the upstream fails
 main::refused("nx.dns.test:$echo", 502);
 main::refused("closed.test:$W->{closed}", 502);
@@ -1117,8 +1153,8 @@ $e{ main::bytes($C2U) } = $c2u;
 $e{ main::bytes($U2C) } = $u2c;
 
 # every session has been logged (counters may come with the log phase)
-my @lines = mcd_wait_log('mcd.log', qr/^\d+ $W->{port} /, $n + 10, 10);
-is scalar(@lines), $n + 10, 'every connection logged';
+my @lines = mcd_wait_log('mcd.log', qr/^\d+ $W->{port} /, $n + 170, 10);
+is scalar(@lines), $n + 170, 'every connection logged';
 main::both_workers_took_part('explicit', 'mcd.log', qr/^\d+ $W->{port} /, @w);
 
 main::check_deltas('explicit', $b, \%e);
@@ -1210,6 +1246,14 @@ my $raw = mcd_raw(send => "GET http://origin.test:$o/index.html HTTP/1.1\r\nHost
 my @st = $raw =~ m{^HTTP/1\.1 (\d{3})}mg;
 is "@st", '200 403 200', 'keep-alive: allowed, denied, allowed';
 
+# the http side resolves and judges the address itself
+is main::http_via("http://refused.test:$o/"), '403', 'dst_blocked (127.0.0.2)';
+is main::http_via("http://nx.dns.test:$o/"), '502', 'dns';
+$e{ main::dec('http', 'web', 'deny', 'dst_blocked') } = 1;
+$e{ main::dref('dst_blocked') } = 1;
+$e{ main::upf('dns') } = 1;
+push @{ $e{'#fail'} }, ['http', 'web', 'dns', 1];
+
 $e{ main::dec('http', 'web', 'allow', '') } = 12 + 2;
 $e{ main::dec('http', 'web', 'deny', 'policy') } = 4 + 1;
 $e{ main::dec('http', 'web', 'deny', 'port') } = 2;
@@ -1233,8 +1277,8 @@ push @{ $e{'#group'} }, ['no_profile decisions (any profile label)',
           $_[0]{name} eq 'mcd_decisions_total' && $l->{mode} eq 'http'
           && $l->{action} eq 'deny' && $l->{reason} eq 'no_profile' }, 2];
 
-my @lines = mcd_wait_log('http.log', qr/ mode=http /, 24, 10);
-is scalar(@lines), 24, 'every request logged';
+my @lines = mcd_wait_log('http.log', qr/ mode=http /, 26, 10);
+is scalar(@lines), 26, 'every request logged';
 main::both_workers_took_part('http', 'http.log', qr/ mode=http /, @w);
 
 my $a = main::check_deltas('http', $b, \%e);
@@ -1518,5 +1562,48 @@ my $a = main::check_deltas('across the reload', $b, \%e);
 is $a->{series}{ main::tun('explicit') } // 0, 0, 'no tunnel active';
 main::scrape_every_worker('after the reload', @new);
 --- no_error_log
+[crit]
+[emerg]
+
+
+
+=== TEST 8: label values from the configuration: a profile named with " \ and a newline; two long names that differ at their end
+--- main_config eval
+my $long = 'p' x 70;
+my $c = $main::MainConfig;
+$c =~ s/#MAIN-EXTRA/mcd_fqdn_filter "we\\"ird\\\\pro\\nfile" { default deny; allow origin.test; }
+mcd_fqdn_filter ${long}1 { default allow; }
+mcd_fqdn_filter ${long}2 { default deny; }/ or die;
+$c =~ s/#STREAM-EXTRA/server { listen 127.0.0.1:\$TEST_NGINX_MCD_EXTRA; mcd_proxy explicit; mcd_fqdn_filter "we\\"ird\\\\pro\\nfile"; mcd_connect_ports \$TEST_NGINX_MCD_ECHO; }
+    server { listen 127.0.0.1:\$TEST_NGINX_MCD_LONG1; mcd_proxy explicit; mcd_fqdn_filter ${long}1; mcd_connect_ports \$TEST_NGINX_MCD_ECHO; }
+    server { listen 127.0.0.1:\$TEST_NGINX_MCD_LONG2; mcd_proxy explicit; mcd_fqdn_filter ${long}2; mcd_connect_ports \$TEST_NGINX_MCD_ECHO; }/ or die;
+$c;
+--- mcd_client
+my $b = main::scrape('before');
+main::all_zero('after a restart', $b);
+my $weird = "we\"ird\\pro\nfile";
+my ($l1, $l2) = (('p' x 70) . '1', ('p' x 70) . '2');
+my ($x, $p1, $p2) = @ENV{qw(TEST_NGINX_MCD_EXTRA TEST_NGINX_MCD_LONG1
+                            TEST_NGINX_MCD_LONG2)};
+main::echo_tunnel(port => $x, data => main::payload(100, 1));
+main::refused("denied.test:$W->{echo}", 403, $x);
+main::echo_tunnel(port => $p1, data => main::payload(200, 2));
+main::refused("origin.test:$W->{echo}", 403, $p2);
+my @l = mcd_wait_log('mcd.log', qr/^\d+ (?:$x|$p1|$p2) /, 4, 10);
+is scalar(@l), 4, 'every connection logged';
+my %e = (
+    main::dec('explicit', $weird, 'allow', '') => 1,
+    main::dec('explicit', $weird, 'deny', 'policy') => 1,
+    main::dec('explicit', $l1, 'allow', '') => 1,
+    main::dec('explicit', $l2, 'deny', 'policy') => 1,
+    main::bytes($C2U) => 300,
+    main::bytes($U2C) => 308,
+);
+my $a = main::check_deltas('label values', $b, \%e);
+like $a->{raw}{body},
+     qr/^mcd_decisions_total\{[^\n]*profile="we\\"ird\\\\pro\\nfile"[^\n]*\} 1$/m,
+     'written as we\"ird\\\\pro\n' . 'file';
+--- no_error_log
+[alert]
 [crit]
 [emerg]
