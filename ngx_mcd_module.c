@@ -131,6 +131,13 @@ static ngx_command_t  ngx_mcd_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mcd_metrics"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      0,
+      offsetof(ngx_mcd_conf_t, metrics),
+      NULL },
+
     { ngx_string("mcd_certificate_cache"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE12,
       ngx_mcd_certificate_cache,
@@ -219,6 +226,7 @@ ngx_mcd_create_conf(ngx_cycle_t *cycle)
 
     mcf->cert_cache_max = NGX_CONF_UNSET_UINT;
     mcf->cert_cache_valid = NGX_CONF_UNSET;
+    mcf->metrics = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -237,6 +245,7 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
 
     ngx_conf_init_uint_value(mcf->cert_cache_max, 1000);
     ngx_conf_init_value(mcf->cert_cache_valid, 86400);
+    ngx_conf_init_value(mcf->metrics, 1);
 
     profiles = mcf->profiles.elts;
     ref = mcf->refs.elts;

@@ -77,6 +77,7 @@ typedef struct {
     EVP_PKEY                 *ca_key;
     STACK_OF(X509)           *ca_chain;
 
+    ngx_flag_t                metrics;           /* "mcd_metrics" */
     ngx_uint_t                cert_cache_max;
     time_t                    cert_cache_valid;
 

@@ -124,6 +124,12 @@ ngx_mcd_metrics_assign(ngx_cycle_t *cycle)
         return;
     }
 
+    if (!mcf->metrics) {
+        /* "mcd_metrics off": nothing is counted, mcd_status shows zeros */
+        ngx_mcd_metrics = NULL;
+        return;
+    }
+
     profiles = mcf->profiles.elts;
 
     for (i = 0; i < mcf->profiles.nelts; i++) {
