@@ -46,6 +46,8 @@
 #           with " \ and a newline (nginx's quoted strings have those
 #           escapes) comes back exactly; two profiles whose names differ
 #           only after 64 bytes are two series with their whole names
+#   TEST 9  "mcd_metrics off": traffic counts nothing, the endpoint still
+#           answers a valid exposition of zeros
 #
 # Where the interface leaves a choice open the tests say so:
 #   - an allowed connection whose upstream then fails (dns, connect,
@@ -1603,6 +1605,27 @@ my $a = main::check_deltas('label values', $b, \%e);
 like $a->{raw}{body},
      qr/^mcd_decisions_total\{[^\n]*profile="we\\"ird\\\\pro\\nfile"[^\n]*\} 1$/m,
      'written as we\"ird\\\\pro\n' . 'file';
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 9: mcd_metrics off: nothing is counted, the endpoint answers zeros
+--- main_config eval
+my $c = $main::MainConfig;
+$c =~ s/#MAIN-EXTRA/mcd_metrics off;/ or die;
+$c;
+--- mcd_client
+my @w = main::workers_now();
+main::echo_tunnel(data => main::payload(1000, $_)) for 1 .. 6;
+main::refused("denied.test:$W->{echo}", 403) for 1 .. 2;
+main::refused("closed.test:$W->{closed}", 502);
+my @l = mcd_wait_log('mcd.log', qr/^\d+ $W->{port} /, 9, 10);
+is scalar(@l), 9, 'every connection logged';
+my $m = main::scrape_every_worker('mcd_metrics off', @w);
+main::all_zero('mcd_metrics off', $m);
 --- no_error_log
 [alert]
 [crit]
