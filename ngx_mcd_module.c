@@ -858,6 +858,15 @@ ngx_mcd_fqdn_filter_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* a name is a label of the counters, kept in shared memory */
+
+    if (value[1].len > NGX_MCD_METRICS_NAME_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "mcd_fqdn_filter name \"%V\" is longer than %d "
+                           "bytes", &value[1], NGX_MCD_METRICS_NAME_LEN);
+        return NGX_CONF_ERROR;
+    }
+
     pp = mcf->profiles.elts;
 
     for (i = 0; i < mcf->profiles.nelts; i++) {

@@ -136,6 +136,10 @@ static char *ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mcd_status_handler(ngx_http_request_t *r);
 static void ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx);
+static ngx_int_t ngx_http_mcd_header_filter(ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 static ngx_command_t  ngx_http_mcd_commands[] = {
@@ -1134,6 +1138,37 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 }
 
 
+/*
+ * proxy_pass could not connect to the address the gateway resolved (502)
+ * or not in time (504): the request's reason, and the counter, say so as
+ * for the stream side (a failure after the connect has no reason here)
+ */
+
+static ngx_int_t
+ngx_http_mcd_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_mcd_ctx_t  *ctx;
+
+    if (r == r->main
+        && r->upstream != NULL
+        && r->upstream->state != NULL
+        && r->upstream->state->connect_time == (ngx_msec_t) -1
+        && (r->headers_out.status == NGX_HTTP_BAD_GATEWAY
+            || r->headers_out.status == NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        ctx = ngx_http_mcd_get_ctx(r);
+
+        if (ctx != NULL && ctx->reason == NGX_MCD_REASON_NONE) {
+            ctx->reason = (r->headers_out.status == NGX_HTTP_BAD_GATEWAY)
+                          ? NGX_MCD_REASON_CONNECT : NGX_MCD_REASON_TIMEOUT;
+            ngx_mcd_metrics_outcome(ctx->reason);
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
 /* a plain-HTTP request decided by mcd_fqdn_filter, in the counters */
 
 static void
@@ -1676,6 +1711,9 @@ ngx_http_mcd_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_mcd_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_mcd_header_filter;
 
     return NGX_OK;
 }

@@ -20,8 +20,8 @@
 #include "ngx_mcd_metrics.h"
 
 
-#define NGX_MCD_METRICS_ZONE_SIZE  (2 * 1024 * 1024)
-#define NGX_MCD_METRICS_LAYOUT     0x6d636401    /* "mcd", 1 */
+#define NGX_MCD_METRICS_ZONE_SIZE  (4 * 1024 * 1024)
+#define NGX_MCD_METRICS_LAYOUT     0x6d636402    /* "mcd", 2 */
 
 
 static ngx_int_t ngx_mcd_metrics_init_zone(ngx_shm_zone_t *shm_zone,
@@ -148,7 +148,9 @@ ngx_mcd_metrics_slot(ngx_mcd_metrics_t *m, ngx_str_t *name)
 
     len = ngx_min(name->len, NGX_MCD_METRICS_NAME_LEN);
 
-    for (i = 2; i < m->nprofiles; i++) {
+    /* from 1: a profile named "(other)" shares the overflow's series */
+
+    for (i = 1; i < m->nprofiles; i++) {
         if (m->profiles[i].len == len
             && ngx_memcmp(m->profiles[i].data, name->data, len) == 0)
         {

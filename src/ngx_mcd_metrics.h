@@ -16,8 +16,8 @@
 #include "ngx_mcd.h"
 
 
-#define NGX_MCD_METRICS_PROFILES   256       /* names with counters */
-#define NGX_MCD_METRICS_NAME_LEN   64
+#define NGX_MCD_METRICS_PROFILES   1024      /* names with counters */
+#define NGX_MCD_METRICS_NAME_LEN   128       /* longest profile name */
 #define NGX_MCD_METRICS_REASONS    32        /* > NGX_MCD_REASON_LAST */
 #define NGX_MCD_METRICS_MODES      4         /* NGX_MCD_MODE_* + 1 */
 #define NGX_MCD_METRICS_SLOT                                                  \

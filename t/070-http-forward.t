@@ -18,6 +18,7 @@ mcd_test_setup();
 # the http server behind mcd_http_pass, and one that filters on its own
 $ENV{TEST_NGINX_MCD_FORWARD} = $W->{port2};
 $ENV{TEST_NGINX_MCD_DIRECT} = $W->{port3} + 2;
+$ENV{TEST_NGINX_MCD_NOTHING} = $W->{port3} + 4;    # nothing listens here
 
 mcd_write_file(mcd_file('hosts-forward'),
                mcd_slurp(mcd_file('hosts'))
@@ -30,7 +31,7 @@ mcd_hosts_file $TEST_NGINX_MCD_WORLD/hosts-forward;
 mcd_fqdn_filter web {
     default deny;
     allow   .example.test origin.test refused.test .dns.test 127.0.0.1
-            x.example.test;
+            x.example.test closed.test;
     deny    denied.test;
     decrypt decrypted.example.test;
 }
@@ -79,7 +80,8 @@ our $HttpConfig = <<'_EOC_';
     server {
         listen 127.0.0.1:$TEST_NGINX_MCD_FORWARD;
         mcd_fqdn_filter web;
-        mcd_http_ports 80 $TEST_NGINX_MCD_ORIGIN_HTTP $TEST_NGINX_MCD_FORWARD;
+        mcd_http_ports 80 $TEST_NGINX_MCD_ORIGIN_HTTP $TEST_NGINX_MCD_FORWARD
+                       $TEST_NGINX_MCD_NOTHING;
         mcd_destination deny 127.0.0.2;
         mcd_destination allow 127.0.0.0/8;
         access_log logs/fwd.log fwd;
@@ -331,3 +333,13 @@ like main::fwd_line(qr/fqdn=denied\.test port=$o rule=denied\.test profile=web u
 $r = mcd_curl('-sS', '--max-time', '10', '-H', "Host: refused.test:$o",
               '-w', '\n%{http_code}', "http://127.0.0.1:$d/host");
 like $r->{out}, qr/\n403\z/, 'this server\'s guard allows only 127.0.0.1';
+
+
+
+=== TEST 14: proxy_pass cannot connect to the address the gateway resolved: 502, reason connect
+--- mcd_client
+my $p = $ENV{TEST_NGINX_MCD_NOTHING};
+my $r = main::via("http://closed.test:$p/");
+is $r->{code}, 502, 'status 502';
+like main::fwd_line(qr/fqdn=closed\.test /), qr/^502 mode=http action=allow .* addr=127\.0\.0\.1:$p reason=connect /,
+    'the verdict stays allow, the reason is connect';
