@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_crypt.h>
 
 #include <openssl/pem.h>
 #include <openssl/err.h>
@@ -494,6 +495,301 @@ ngx_mcd_ca_configured(ngx_cycle_t *cycle)
     mcf = (ngx_mcd_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_mcd_module);
 
     return (mcf != NULL && mcf->ca != NULL) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * proxy authentication: an htpasswd file ("user:hash[:comment]" lines,
+ * '#' comments), read when the configuration is loaded (by the master:
+ * the file may be readable by root only), checked with nginx's own
+ * ngx_crypt(), so every scheme of auth_basic_user_file works
+ */
+
+ngx_mcd_users_t *
+ngx_mcd_users_load(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char                *p, *q, *last, *line, *colon, *end;
+    off_t                  size;
+    ssize_t                n;
+    ngx_str_t              user, *hash;
+    ngx_uint_t             lineno;
+    ngx_file_t             file;
+    ngx_pool_t            *temp_pool;
+    ngx_file_info_t        fi;
+    ngx_mcd_users_t       *users;
+    ngx_hash_init_t        hinit;
+    ngx_hash_keys_arrays_t keys;
+
+    users = ngx_pcalloc(cf->pool, sizeof(ngx_mcd_users_t));
+    if (users == NULL) {
+        return NULL;
+    }
+
+    users->file = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &users->file, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = users->file;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", file.name.data);
+        return NULL;
+    }
+
+    p = NULL;
+    size = 0;
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", file.name.data);
+        goto failed;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 64 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is larger than 64M", file.name.data);
+        goto failed;
+    }
+
+    temp_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (temp_pool == NULL) {
+        goto failed;
+    }
+
+    p = ngx_pnalloc(temp_pool, (size_t) size + 1);
+    if (p == NULL) {
+        ngx_destroy_pool(temp_pool);
+        goto failed;
+    }
+
+    n = size ? ngx_read_file(&file, p, (size_t) size, 0) : 0;
+
+    if (n != size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot read \"%s\"", file.name.data);
+        ngx_destroy_pool(temp_pool);
+        goto failed;
+    }
+
+    ngx_close_file(file.fd);
+    file.fd = NGX_INVALID_FILE;
+
+    keys.pool = cf->pool;
+    keys.temp_pool = temp_pool;
+
+    if (ngx_hash_keys_array_init(&keys, NGX_HASH_SMALL) != NGX_OK) {
+        ngx_destroy_pool(temp_pool);
+        return NULL;
+    }
+
+    last = p + size;
+    lineno = 0;
+
+    for (line = p; line < last; line = end + 1) {
+
+        lineno++;
+
+        end = ngx_strlchr(line, last, LF);
+        if (end == NULL) {
+            end = last;
+        }
+
+        n = end - line;
+
+        if (n && line[n - 1] == CR) {
+            n--;
+        }
+
+        if (n == 0 || line[0] == '#') {
+            continue;
+        }
+
+        colon = ngx_strlchr(line, line + n, ':');
+
+        if (colon == NULL || colon == line) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid line %ui in \"%s\"", lineno,
+                               file.name.data);
+            ngx_destroy_pool(temp_pool);
+            return NULL;
+        }
+
+        user.len = colon - line;
+        user.data = ngx_pnalloc(cf->pool, user.len);
+        hash = ngx_palloc(cf->pool, sizeof(ngx_str_t));
+        if (user.data == NULL || hash == NULL) {
+            ngx_destroy_pool(temp_pool);
+            return NULL;
+        }
+
+        ngx_memcpy(user.data, line, user.len);
+
+        /* the hash: up to the next ':' (a comment may follow), NUL ended */
+
+        colon++;
+        hash->data = colon;
+        hash->len = (line + n) - colon;
+
+        q = ngx_strlchr(colon, line + n, ':');
+
+        if (q != NULL) {
+            hash->len = q - colon;
+        }
+
+        q = ngx_pnalloc(cf->pool, hash->len + 1);
+        if (q == NULL) {
+            ngx_destroy_pool(temp_pool);
+            return NULL;
+        }
+
+        ngx_memcpy(q, hash->data, hash->len);
+        q[hash->len] = '\0';
+        hash->data = q;
+
+        /* the first line of a user wins, as with auth_basic_user_file */
+
+        switch (ngx_hash_add_key(&keys, &user, hash, NGX_HASH_READONLY_KEY)) {
+        case NGX_OK:
+            users->n++;
+            break;
+        case NGX_BUSY:
+            break;
+        default:
+            ngx_destroy_pool(temp_pool);
+            return NULL;
+        }
+    }
+
+    hinit.hash = &users->hash;
+    hinit.key = ngx_hash_key;
+    hinit.max_size = 65536;
+    hinit.bucket_size = ngx_align(64, ngx_cacheline_size);
+    hinit.name = "mcd_proxy_auth_user_file";
+    hinit.pool = cf->pool;
+    hinit.temp_pool = NULL;
+
+    if (ngx_hash_init(&hinit, keys.keys.elts, keys.keys.nelts) != NGX_OK) {
+        ngx_destroy_pool(temp_pool);
+        return NULL;
+    }
+
+    ngx_destroy_pool(temp_pool);
+
+    return users;
+
+failed:
+
+    if (file.fd != NGX_INVALID_FILE) {
+        ngx_close_file(file.fd);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * "Basic base64(user:password)" checked against the users: NGX_OK with
+ * the user set, NGX_DECLINED with the reason in detail (and the user when
+ * one was sent), NGX_ERROR; the password is never kept
+ */
+
+ngx_int_t
+ngx_mcd_basic_auth(ngx_pool_t *pool, ngx_mcd_users_t *users, u_char *value,
+    size_t len, ngx_str_t *user, const char **detail)
+{
+    u_char     *colon, *p, *encrypted;
+    ngx_int_t   rc;
+    ngx_str_t   src, dec, *hash;
+
+    ngx_str_null(user);
+
+    if (value == NULL || len == 0) {
+        *detail = "proxy authentication required";
+        return NGX_DECLINED;
+    }
+
+    *detail = "invalid credentials";
+
+    if (len < sizeof("Basic ") - 1
+        || ngx_strncasecmp(value, (u_char *) "Basic ", sizeof("Basic ") - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    src.data = value + sizeof("Basic ") - 1;
+    src.len = len - (sizeof("Basic ") - 1);
+
+    while (src.len && src.data[0] == ' ') {
+        src.data++;
+        src.len--;
+    }
+
+    if (src.len == 0 || src.len > 4096) {
+        return NGX_DECLINED;
+    }
+
+    dec.data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len) + 1);
+    if (dec.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64(&dec, &src) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    colon = ngx_strlchr(dec.data, dec.data + dec.len, ':');
+
+    if (colon == NULL || colon == dec.data) {
+        ngx_explicit_memzero(dec.data, dec.len);
+        return NGX_DECLINED;
+    }
+
+    user->len = colon - dec.data;
+    user->data = ngx_pnalloc(pool, user->len);
+    if (user->data == NULL) {
+        ngx_explicit_memzero(dec.data, dec.len);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(user->data, dec.data, user->len);
+
+    /* the password, NUL-terminated in place for ngx_crypt() */
+
+    p = colon + 1;
+    dec.data[dec.len] = '\0';
+
+    hash = ngx_hash_find(&users->hash, ngx_hash_key(user->data, user->len),
+                         user->data, user->len);
+
+    if (hash == NULL) {
+        ngx_explicit_memzero(dec.data, dec.len);
+        return NGX_DECLINED;
+    }
+
+    encrypted = NULL;
+
+    rc = ngx_crypt(pool, p, hash->data, &encrypted);
+
+    ngx_explicit_memzero(dec.data, dec.len);
+
+    if (rc == NGX_OK && encrypted != NULL
+        && ngx_strcmp(encrypted, hash->data) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

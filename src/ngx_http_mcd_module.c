@@ -33,6 +33,9 @@
 #include "ngx_mcd_upstream.h"
 
 
+#define NGX_HTTP_MCD_PROXY_AUTH_REQUIRED  407
+
+
 typedef struct {
     ngx_flag_t                  intercept;
     ngx_str_t                   profile_name;
@@ -72,6 +75,8 @@ static ngx_int_t ngx_http_mcd_intercepted(ngx_http_request_t *r,
     ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
 static ngx_int_t ngx_http_mcd_filter(ngx_http_request_t *r,
     ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
+static ngx_int_t ngx_http_mcd_proxy_auth(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx, ngx_mcd_handoff_t *h);
 static ngx_int_t ngx_http_mcd_resolve(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_addr_t *fixed);
@@ -219,6 +224,9 @@ static ngx_http_variable_t  ngx_http_mcd_vars[] = {
 
     { ngx_string("mcd_ech"), NULL, ngx_http_mcd_variable_ech,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mcd_user"), NULL, ngx_http_mcd_variable_str,
+      offsetof(ngx_mcd_handoff_t, user), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_action"), NULL, ngx_http_mcd_variable_action,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -577,6 +585,15 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     ctx->d.profile = hmcf->profile->name;
     ctx->d.profile_conf = hmcf->profile;
 
+    /* proxy credentials: checked when the front door asks for them, and
+       never forwarded */
+
+    rc = ngx_http_mcd_proxy_auth(r, ctx, h);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     host = &r->headers_in.server;
 
     if (host->len == 0) {
@@ -652,6 +669,118 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     }
 
     return ngx_http_mcd_resolve(r, ctx, hmcf, NULL);
+}
+
+
+/*
+ * Proxy-Authorization of a forwarded request: with the front door's
+ * mcd_proxy_auth (carried by mcd_http_pass) it must name a user of its
+ * file, else 407 with Proxy-Authenticate; either way the header is taken
+ * out of the request: it is for the gateway, not for the server.  The
+ * element cannot be unlinked from nginx's list (other fields point into
+ * it), so it becomes an empty "Keep-Alive", a hop-by-hop header that
+ * proxy_pass always replaces with its own
+ */
+
+static ngx_int_t
+ngx_http_mcd_proxy_auth(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
+    ngx_mcd_handoff_t *h)
+{
+    u_char            *value;
+    size_t             len;
+    ngx_int_t          rc;
+    ngx_uint_t         i;
+    ngx_list_part_t   *part;
+    ngx_table_elt_t   *header, *auth;
+    const char        *detail;
+
+    static u_char      keep_alive[] = "keep-alive";
+
+    value = NULL;
+    len = 0;
+
+    part = &r->headers_in.headers.part;
+    header = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            header = part->elts;
+            i = 0;
+        }
+
+        if (header[i].key.len != sizeof("Proxy-Authorization") - 1
+            || ngx_strncasecmp(header[i].key.data,
+                               (u_char *) "Proxy-Authorization",
+                               sizeof("Proxy-Authorization") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        if (value == NULL) {
+            value = ngx_pnalloc(r->pool, header[i].value.len);
+            if (value == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            len = header[i].value.len;
+            ngx_memcpy(value, header[i].value.data, len);
+        }
+
+        ngx_explicit_memzero(header[i].value.data, header[i].value.len);
+
+        ngx_str_set(&header[i].key, "Keep-Alive");
+        header[i].lowcase_key = keep_alive;
+        header[i].hash = ngx_hash_key(keep_alive, sizeof(keep_alive) - 1);
+        header[i].value.len = 0;
+    }
+
+    if (h == NULL || h->auth_realm.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_mcd_basic_auth(r->pool, h->auth_users, value, len, &ctx->d.user,
+                            &detail);
+
+    if (value != NULL) {
+        ngx_explicit_memzero(value, len);
+    }
+
+    if (rc == NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    auth = ngx_list_push(&r->headers_out.headers);
+    if (auth == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    auth->hash = 1;
+#if (nginx_version >= 1023000)
+    auth->next = NULL;
+#endif
+    ngx_str_set(&auth->key, "Proxy-Authenticate");
+
+    auth->value.len = sizeof("Basic realm=\"\"") - 1 + h->auth_realm.len;
+    auth->value.data = ngx_pnalloc(r->pool, auth->value.len);
+    if (auth->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(auth->value.data, "Basic realm=\"%V\"", &h->auth_realm);
+
+    return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_MCD_PROXY_AUTH_REQUIRED,
+                               NGX_MCD_REASON_AUTH, detail);
 }
 
 
@@ -881,7 +1010,7 @@ static ngx_int_t
 ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
     ngx_uint_t status, ngx_mcd_reason_e reason, const char *detail)
 {
-    ngx_str_t          host, fqdn, rule, profile;
+    ngx_str_t          host, fqdn, rule, profile, user;
     ngx_uint_t         level;
     ngx_connection_t  *c;
 
@@ -916,15 +1045,23 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
         host = empty;
     }
 
-    level = (status == NGX_HTTP_FORBIDDEN || status >= 500) ? NGX_LOG_WARN
-                                                            : NGX_LOG_INFO;
+    if (ngx_mcd_escape_str(r->pool, &ctx->d.user, &user) != NGX_OK
+        || user.data == NULL)
+    {
+        user = empty;
+    }
+
+    level = (status == NGX_HTTP_FORBIDDEN || status >= 500
+             || status == NGX_HTTP_MCD_PROXY_AUTH_REQUIRED)
+            ? NGX_LOG_WARN : NGX_LOG_INFO;
 
     ngx_log_error(level, c->log, 0,
                   "mcd %V: refused \"%V\" from %V: %ui, fqdn \"%V\", "
-                  "rule \"%V\", profile \"%V\", reason \"%V\": %s",
+                  "rule \"%V\", profile \"%V\", reason \"%V\": %s%s%V%s",
                   &ngx_mcd_modes[ctx->d.mode], &host, &c->addr_text, status,
                   &fqdn, &rule, &profile, ngx_mcd_reason_name(reason),
-                  detail);
+                  detail, user.len ? ", user \"" : "", &user,
+                  user.len ? "\"" : "");
 
     switch (reason) {
     case NGX_MCD_REASON_DST_BLOCKED:
@@ -978,6 +1115,12 @@ ngx_http_mcd_answer(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
         cv.value.len = ngx_sprintf(p, "%V: %s\n", reason, detail) - p;
 
         ngx_str_set(&type, "text/plain");
+
+        if (status == NGX_HTTP_MCD_PROXY_AUTH_REQUIRED) {
+            /* nginx's table of status lines has none for 407 */
+            ngx_str_set(&r->headers_out.status_line,
+                        "407 Proxy Authentication Required");
+        }
 
         rc = ngx_http_send_response(r, status, &type, &cv);
     }

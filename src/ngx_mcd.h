@@ -88,6 +88,15 @@ typedef struct {
 } ngx_mcd_conf_t;
 
 
+/* the users of an mcd_proxy_auth_user_file */
+
+typedef struct {
+    ngx_str_t                 file;
+    ngx_hash_t                hash;              /* user -> ngx_str_t hash */
+    ngx_uint_t                n;
+} ngx_mcd_users_t;
+
+
 /* the verdict of a profile for one name */
 
 typedef struct {
@@ -108,6 +117,9 @@ ngx_int_t ngx_mcd_ca_configured(ngx_cycle_t *cycle);
 X509 *ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key,
     STACK_OF(X509) **chain, ngx_uint_t *minted, const char **err);
 const char *ngx_mcd_action_name(ngx_uint_t action);
+ngx_mcd_users_t *ngx_mcd_users_load(ngx_conf_t *cf, ngx_str_t *name);
+ngx_int_t ngx_mcd_basic_auth(ngx_pool_t *pool, ngx_mcd_users_t *users,
+    u_char *value, size_t len, ngx_str_t *user, const char **detail);
 
 
 extern ngx_module_t  ngx_mcd_module;

@@ -60,7 +60,8 @@ static ngx_str_t  ngx_mcd_reasons[] = {
     ngx_string("sni_mismatch"),
     ngx_string("host_mismatch"),
     ngx_string("upstream_cert"),
-    ngx_string("no_profile")
+    ngx_string("no_profile"),
+    ngx_string("auth")
 };
 
 

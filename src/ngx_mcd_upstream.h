@@ -50,6 +50,7 @@ typedef enum {
     NGX_MCD_REASON_HOST_MISMATCH,
     NGX_MCD_REASON_UPSTREAM_CERT,
     NGX_MCD_REASON_NO_PROFILE,
+    NGX_MCD_REASON_AUTH,
     NGX_MCD_REASON_LAST
 } ngx_mcd_reason_e;
 
@@ -88,6 +89,9 @@ typedef struct {
     ngx_str_t                    upstream_addr;  /* address:port resolved */
     ngx_str_t                    alpn;           /* as the client sent it */
     ngx_str_t                    original_dst;   /* address:port */
+    ngx_str_t                    user;           /* mcd_proxy_auth */
+    ngx_str_t                    auth_realm;     /* mcd_http_pass: the */
+    ngx_mcd_users_t             *auth_users;     /* front door's auth */
     ngx_uint_t                   mode;           /* NGX_MCD_MODE_* */
     ngx_uint_t                   action;         /* MCD_ACTION_* */
     in_port_t                    port;

@@ -36,6 +36,8 @@
 #define NGX_STREAM_CLIENT_CLOSED       499
 #define NGX_STREAM_MCD_UNAVAILABLE     503
 #define NGX_STREAM_MCD_TIMEOUT         504
+#define NGX_STREAM_MCD_AUTH_REQUIRED   407
+#define NGX_STREAM_MCD_AUTH_TRIES      3
 
 
 /* mcd_decrypt_pass, mcd_http_pass: an http listener, where it was named */
@@ -62,6 +64,8 @@ typedef struct {
     ngx_flag_t                   splice;
     ngx_stream_mcd_pass_t        decrypt_pass;
     ngx_stream_mcd_pass_t        http_pass;
+    ngx_str_t                    auth_realm;        /* mcd_proxy_auth */
+    ngx_mcd_users_t             *auth_users;
 
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
@@ -97,6 +101,8 @@ typedef struct {
     ngx_str_t                    sni;               /* as the client sent it */
     ngx_str_t                    alpn;
     ngx_str_t                    original_dst;      /* address:port */
+    ngx_str_t                    user;              /* mcd_proxy_auth */
+    ngx_uint_t                   auth_tries;
     struct sockaddr             *orig_sockaddr;
     socklen_t                    orig_socklen;
     in_port_t                    port;
@@ -138,6 +144,8 @@ typedef struct {
     unsigned                     hello:1;           /* a ClientHello parsed */
     unsigned                     ech:1;
     unsigned                     silent:1;          /* refuse without a byte */
+    unsigned                     auth_retry:1;      /* 407, then read again */
+    unsigned                     auth_pending:1;    /* waiting for a retry */
 } ngx_stream_mcd_ctx_t;
 
 
@@ -150,6 +158,9 @@ void ngx_stream_mcd_explicit_handler(ngx_event_t *rev);
 void ngx_stream_mcd_transparent_handler(ngx_event_t *rev);
 ngx_listening_t *ngx_stream_mcd_http_listener(ngx_cycle_t *cycle,
     ngx_addr_t *addr, ngx_uint_t intercept);
+
+void ngx_stream_mcd_retry(ngx_stream_session_t *s);
+void ngx_stream_mcd_log(ngx_stream_session_t *s);
 
 /* ngx_stream_mcd_relay.c */
 void ngx_stream_mcd_connected(ngx_stream_session_t *s);

@@ -68,6 +68,7 @@ static void ngx_stream_mcd_decrypt(ngx_stream_session_t *s);
 static void ngx_stream_mcd_http_pass(ngx_stream_session_t *s);
 static void ngx_stream_mcd_rehome(ngx_stream_session_t *s,
     ngx_listening_t *ls);
+static ngx_int_t ngx_stream_mcd_next_try(ngx_stream_session_t *s);
 
 
 /* explicit: the CONNECT head */
@@ -88,6 +89,10 @@ ngx_stream_mcd_explicit_handler(ngx_event_t *rev)
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
     if (ngx_stream_mcd_front_closed(s) != NGX_OK) {
+        return;
+    }
+
+    if (ctx->auth_pending && ngx_stream_mcd_next_try(s) != NGX_OK) {
         return;
     }
 
@@ -310,7 +315,9 @@ static void
 ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
 {
     in_port_t                  *ports;
+    ngx_int_t                   rc;
     ngx_uint_t                  i;
+    const char                 *detail;
     ngx_connection_t           *c;
     ngx_stream_mcd_ctx_t       *ctx;
     ngx_stream_mcd_srv_conf_t  *mscf;
@@ -329,6 +336,31 @@ ngx_stream_mcd_explicit_request(ngx_stream_session_t *s, mcd_connect_t *req)
     }
 
     ngx_memcpy(ctx->host.data, req->host, req->host_len);
+
+    /* who asks comes first: a client without credentials learns nothing */
+
+    if (mscf->auth_realm.len) {
+
+        rc = ngx_mcd_basic_auth(c->pool, mscf->auth_users,
+                                (u_char *) req->proxy_authorization,
+                                req->proxy_authorization_len, &ctx->user,
+                                &detail);
+
+        if (rc == NGX_ERROR) {
+            ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ctx->auth_tries++;
+            ctx->auth_retry = (ctx->auth_tries < NGX_STREAM_MCD_AUTH_TRIES
+                               && !ctx->request_eof);
+
+            ngx_stream_mcd_refuse(s, NGX_STREAM_MCD_AUTH_REQUIRED,
+                                  NGX_MCD_REASON_AUTH, detail);
+            return;
+        }
+    }
 
     if (ngx_stream_mcd_decide(s, ctx->host.data, ctx->host.len,
                               "not a valid host name")
@@ -1264,6 +1296,7 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     h->upstream_addr = ctx->upstream_addr;
     h->alpn = ctx->alpn;
     h->original_dst = ctx->original_dst;
+    h->user = ctx->user;
     h->mode = ctx->conf->mode;
     h->action = ctx->action;
     h->port = ctx->port;
@@ -1332,6 +1365,11 @@ ngx_stream_mcd_http_pass(ngx_stream_session_t *s)
 
     h->mode = NGX_MCD_MODE_HTTP;
 
+    /* the http side asks each request for the same credentials */
+
+    h->auth_realm = ctx->conf->auth_realm;
+    h->auth_users = ctx->conf->auth_users;
+
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "mcd: http request handed over to %V",
                    &ctx->conf->http_pass.addr->name);
@@ -1349,11 +1387,8 @@ ngx_stream_mcd_http_pass(ngx_stream_session_t *s)
 static void
 ngx_stream_mcd_rehome(ngx_stream_session_t *s, ngx_listening_t *ls)
 {
-    ngx_uint_t                    i, n;
-    ngx_connection_t             *c;
-    ngx_stream_handler_pt        *log_handler;
-    ngx_stream_mcd_ctx_t         *ctx;
-    ngx_stream_core_main_conf_t  *cmcf;
+    ngx_connection_t      *c;
+    ngx_stream_mcd_ctx_t  *ctx;
 
     c = s->connection;
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
@@ -1370,16 +1405,7 @@ ngx_stream_mcd_rehome(ngx_stream_session_t *s, ngx_listening_t *ls)
 
     s->status = NGX_STREAM_OK;
 
-    c->log->action = "logging";
-
-    cmcf = ngx_stream_get_module_main_conf(s, ngx_stream_core_module);
-
-    log_handler = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.elts;
-    n = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.nelts;
-
-    for (i = 0; i < n; i++) {
-        log_handler[i](s);
-    }
+    ngx_stream_mcd_log(s);
 
     /* the http side counts its own bytes ($bytes_sent, $body_bytes_sent) */
 
@@ -1397,6 +1423,158 @@ ngx_stream_mcd_rehome(ngx_stream_session_t *s, ngx_listening_t *ls)
     c->local_socklen = ls->socklen;
 
     ls->handler(c);
+}
+
+
+/* an access log line now, for a session that goes on (or on elsewhere) */
+
+void
+ngx_stream_mcd_log(ngx_stream_session_t *s)
+{
+    ngx_uint_t                    i, n;
+    ngx_stream_handler_pt        *log_handler;
+    ngx_stream_core_main_conf_t  *cmcf;
+
+    s->connection->log->action = "logging";
+
+    cmcf = ngx_stream_get_module_main_conf(s, ngx_stream_core_module);
+
+    log_handler = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.elts;
+    n = cmcf->phases[NGX_STREAM_LOG_PHASE].handlers.nelts;
+
+    for (i = 0; i < n; i++) {
+        log_handler[i](s);
+    }
+}
+
+
+/*
+ * after a 407 whose client may try again on the same connection: the head
+ * of the refused try is consumed, the front door waits for the next one;
+ * the refused try gets its access log line when the next one starts, or
+ * as the session's own when the client goes away instead
+ */
+
+void
+ngx_stream_mcd_retry(ngx_stream_session_t *s)
+{
+    ngx_connection_t            *c;
+    ngx_stream_mcd_ctx_t        *ctx;
+    ngx_stream_core_srv_conf_t  *cscf;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+    cscf = ngx_stream_get_module_srv_conf(s, ngx_stream_core_module);
+
+    ctx->auth_retry = 0;
+    ctx->auth_pending = 1;
+
+    ctx->head_len = 0;
+    ctx->peeked = 0;
+    ctx->lingered = 0;
+    ngx_memzero(&ctx->scan, sizeof(mcd_connect_scan_t));
+    ngx_memzero(&ctx->answer, sizeof(ngx_buf_t));
+
+    /* the refusal cancelled the upstream step: a fresh one */
+
+    ngx_memzero(&ctx->upstream_step, sizeof(ngx_mcd_upstream_t));
+
+    c->log->action = "reading CONNECT request";
+    c->read->handler = ngx_stream_mcd_explicit_handler;
+    c->write->handler = ngx_stream_mcd_idle_handler;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->read->timedout = 0;
+
+    ngx_add_timer(c->read, cscf->preread_timeout);
+
+    if (c->read->ready) {
+        ngx_stream_mcd_explicit_handler(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+/*
+ * NGX_OK: the client sent the first byte of another try, the refused one
+ * is logged and forgotten; NGX_AGAIN: nothing yet; NGX_DONE: the client
+ * left, or did not try again in time, and the session ends as refused
+ */
+
+static ngx_int_t
+ngx_stream_mcd_next_try(ngx_stream_session_t *s)
+{
+    u_char                        ch;
+    ssize_t                       n;
+    ngx_err_t                     err;
+    ngx_connection_t             *c;
+    ngx_stream_mcd_ctx_t         *ctx;
+    ngx_stream_core_main_conf_t  *cmcf;
+
+    c = s->connection;
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (c->read->timedout) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_MCD_AUTH_REQUIRED);
+        return NGX_DONE;
+    }
+
+    n = recv(c->fd, &ch, 1, MSG_PEEK);
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            c->read->ready = 0;
+
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+                return NGX_DONE;
+            }
+
+            return NGX_AGAIN;
+        }
+    }
+
+    if (n <= 0) {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_MCD_AUTH_REQUIRED);
+        return NGX_DONE;
+    }
+
+    s->status = NGX_STREAM_MCD_AUTH_REQUIRED;
+
+    ngx_stream_mcd_log(s);
+
+    /* the next line evaluates every variable again */
+
+    cmcf = ngx_stream_get_module_main_conf(s, ngx_stream_core_module);
+
+    ngx_memzero(s->variables,
+                cmcf->variables.nelts * sizeof(ngx_stream_variable_value_t));
+
+    ctx->auth_pending = 0;
+    ctx->decided = 0;
+    ctx->action = MCD_ACTION_DENY;
+    ctx->reason = NGX_MCD_REASON_NONE;
+    ngx_str_null(&ctx->host);
+    ngx_str_null(&ctx->fqdn);
+    ngx_str_null(&ctx->rule);
+    ngx_str_null(&ctx->upstream);
+    ngx_str_null(&ctx->user);
+    ctx->port = 0;
+
+    s->status = 0;
+
+    c->log->action = "reading CONNECT request";
+
+    return NGX_OK;
 }
 
 

@@ -52,6 +52,10 @@ static char *ngx_stream_mcd_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_stream_mcd_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_stream_mcd_proxy_auth(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mcd_proxy_auth_user_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_stream_mcd_init_module(ngx_cycle_t *cycle);
 
 
@@ -94,6 +98,20 @@ static ngx_command_t  ngx_stream_mcd_commands[] = {
       ngx_stream_mcd_pass,
       NGX_STREAM_SRV_CONF_OFFSET,
       offsetof(ngx_stream_mcd_srv_conf_t, http_pass),
+      NULL },
+
+    { ngx_string("mcd_proxy_auth"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_proxy_auth,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_proxy_auth_user_file"),
+      NGX_STREAM_MAIN_CONF|NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mcd_proxy_auth_user_file,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("mcd_destination"),
@@ -212,6 +230,9 @@ static ngx_stream_variable_t  ngx_stream_mcd_vars[] = {
 
     { ngx_string("mcd_reason"), NULL, ngx_stream_mcd_variable_reason,
       0, 0, 0 },
+
+    { ngx_string("mcd_user"), NULL, ngx_stream_mcd_variable_str,
+      offsetof(ngx_stream_mcd_ctx_t, user), NGX_STREAM_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_sni"), NULL, ngx_stream_mcd_variable_str,
       offsetof(ngx_stream_mcd_ctx_t, sni), 0, 0 },
@@ -706,6 +727,7 @@ ngx_stream_mcd_create_srv_conf(ngx_conf_t *cf)
     conf->buffer_size = NGX_CONF_UNSET_SIZE;
     conf->verify_destination = NGX_CONF_UNSET;
     conf->splice = NGX_CONF_UNSET;
+    conf->auth_users = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -733,6 +755,17 @@ ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->splice, prev->splice, 0);
 
     ngx_conf_merge_ptr_value(conf->destination, prev->destination, NULL);
+    ngx_conf_merge_ptr_value(conf->auth_users, prev->auth_users, NULL);
+
+    if (conf->auth_realm.data == NULL) {
+        conf->auth_realm = prev->auth_realm;
+    }
+
+    if (conf->auth_realm.len && conf->auth_users == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mcd_proxy_auth\" needs \"mcd_proxy_auth_user_file\"");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_ptr_value(conf->connect_ports, prev->connect_ports, NULL);
 
     if (conf->connect_ports == NULL) {
@@ -1025,4 +1058,75 @@ ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+/* "mcd_proxy_auth REALM | off" */
+
+static char *
+ngx_stream_mcd_proxy_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (mscf->auth_realm.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&mscf->auth_realm, "");
+        return NGX_CONF_OK;
+    }
+
+    /* the realm goes into a quoted string of the 407 answer as it is */
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] < 0x20 || value[1].data[i] == 0x7f
+            || value[1].data[i] == '"' || value[1].data[i] == '\\')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid realm \"%V\" in \"mcd_proxy_auth\": "
+                               "quotes, backslashes and control characters "
+                               "are not allowed", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "needs a realm";
+    }
+
+    mscf->auth_realm = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* "mcd_proxy_auth_user_file FILE": read now, and again on every reload */
+
+static char *
+ngx_stream_mcd_proxy_auth_user_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_stream_mcd_srv_conf_t  *mscf = conf;
+
+    ngx_str_t  *value;
+
+    if (mscf->auth_users != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mscf->auth_users = ngx_mcd_users_load(cf, &value[1]);
+
+    if (mscf->auth_users == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }

@@ -73,6 +73,8 @@ ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
     body = ngx_strlen(detail) + reason->len + sizeof(": \n") - 1;
 
     len = sizeof("HTTP/1.1 999 " CRLF) - 1 + ngx_strlen(text)
+          + sizeof("Proxy-Authenticate: Basic realm=\"\"" CRLF) - 1
+          + ctx->conf->auth_realm.len
           + sizeof("Content-Type: text/plain" CRLF) - 1
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
           + sizeof("Connection: close" CRLF CRLF) - 1
@@ -86,12 +88,19 @@ ngx_stream_mcd_http_answer(ngx_stream_session_t *s, ngx_uint_t status,
     ctx->answer.start = p;
     ctx->answer.pos = p;
 
-    p = ngx_sprintf(p, "HTTP/1.1 %ui %s" CRLF
-                       "Content-Type: text/plain" CRLF
+    p = ngx_sprintf(p, "HTTP/1.1 %ui %s" CRLF, status, text);
+
+    if (status == NGX_STREAM_MCD_AUTH_REQUIRED) {
+        p = ngx_sprintf(p, "Proxy-Authenticate: Basic realm=\"%V\"" CRLF,
+                        &ctx->conf->auth_realm);
+    }
+
+    p = ngx_sprintf(p, "Content-Type: text/plain" CRLF
                        "Content-Length: %uz" CRLF
-                       "Connection: close" CRLF CRLF
+                       "%s" CRLF
                        "%V: %s\n",
-                    status, text, body, reason, detail);
+                    body, ctx->auth_retry ? "" : "Connection: close" CRLF,
+                    reason, detail);
 
     ctx->answer.last = p;
     ctx->answer.end = p;
@@ -105,7 +114,7 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     ngx_mcd_reason_e reason, const char *detail)
 {
     u_char                *p;
-    ngx_str_t              host, fqdn, rule, *name;
+    ngx_str_t              host, fqdn, rule, user, *name;
     ngx_uint_t             level, log_status;
     ngx_connection_t      *c;
     ngx_stream_mcd_ctx_t  *ctx;
@@ -129,6 +138,7 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
     case 400: text = "Bad Request"; break;
     case 403: text = "Forbidden"; break;
     case 405: text = "Method Not Allowed"; break;
+    case 407: text = "Proxy Authentication Required"; break;
     case 408: text = "Request Timeout"; break;
     case 431: text = "Request Header Fields Too Large"; break;
     case 501: text = "Not Implemented"; break;
@@ -197,14 +207,24 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
         ngx_str_set(&host, "");
     }
 
-    level = (status == 403 || status >= 500) ? NGX_LOG_WARN : NGX_LOG_INFO;
+    level = (status == 403 || status == 407 || status >= 500) ? NGX_LOG_WARN
+                                                               : NGX_LOG_INFO;
+
+    /* the user as sent (never the password), escaped like every name */
+
+    if (ngx_mcd_escape_str(c->pool, &ctx->user, &user) != NGX_OK
+        || user.data == NULL)
+    {
+        ngx_str_set(&user, "");
+    }
 
     ngx_log_error(level, c->log, 0,
                   "mcd %V: refused \"%V\" from %V: %d, fqdn \"%V\", "
-                  "rule \"%V\", profile \"%V\", reason \"%V\": %s",
+                  "rule \"%V\", profile \"%V\", reason \"%V\": %s%s%V%s",
                   &ngx_mcd_modes[ctx->conf->mode], &host,
                   &c->addr_text, (int) status, &fqdn, &rule,
-                  name, ngx_mcd_reason_name(reason), detail);
+                  name, ngx_mcd_reason_name(reason), detail,
+                  user.len ? ", user \"" : "", &user, user.len ? "\"" : "");
 
     /* the addresses behind a name and the rules are not the client's */
 
@@ -295,6 +315,13 @@ ngx_stream_mcd_answer_handler(ngx_event_t *wev)
         }
 
         ctx->answer.pos += n;
+    }
+
+    /* a 407 the client may answer on this connection: read its next try */
+
+    if (ctx->auth_retry && !c->close) {
+        ngx_stream_mcd_retry(s);
+        return;
     }
 
     /* all sent: pass a FIN and read what the client still sends */
