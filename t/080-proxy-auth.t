@@ -78,16 +78,21 @@ our %Hash = (
 );
 
 # the wrong passwords and the unknown user's password: never logged either
-our @Secrets = (values %Pw, 'Wr0ng-pw-x93', 'Unkn0wn-pw-x94');
+our @Secrets = (values %Pw, 'Wr0ng-pw-x93', 'Unkn0wn-pw-x94',
+                'R00t-only-pw-x97', 'N3w-r00t-pw-x98');
 
 mcd_write_file(mcd_file('users'), join '',
     "# McdTest proxy users\n",
     "\n",
     (map { "$_:$Hash{$_}\n" } sort keys %Hash),
-    "   # an indented comment\n",
+    "# a comment between users\n",
     "u_extra:{PLAIN}$Pw{u_extra}:a comment field\n");
 
 mcd_write_file(mcd_file('users-reload'), "carol:{PLAIN}0ld-pw-x95\n");
+
+# readable by root only (the master reads it, the workers may be "nobody")
+mcd_write_file(mcd_file('users-root'), "dave:{PLAIN}R00t-only-pw-x97\n");
+chmod 0600, mcd_file('users-root');
 
 mcd_write_file(mcd_file('users-nocolon'),
                "# fine\nalice:{PLAIN}x\nno colon on this line\n");
@@ -243,8 +248,13 @@ our $HttpConfig = <<'_EOC_';
     }
 _EOC_
 
+our $WorkerUser = $Test::Nginx::Util::WorkerUser;
+
 add_block_preprocessor(sub {
     my $block = shift;
+    my $wu = $block->worker_user;
+    $wu =~ s/^\s+|\s+$//g if defined $wu;
+    $Test::Nginx::Util::WorkerUser = $wu // $WorkerUser;
     my $users = $block->users_file // 'users';
     $users =~ s/\s+//g;
     (my $main = $MainConfig) =~ s/USERS_FILE/$users/;
@@ -759,10 +769,48 @@ sleep 0.5;
 is main::tunnel_code('carol', 'N3w-pw-x96'), '200', 'the last good file still applies';
 is main::tunnel_code('carol', 'third-pw'), '407', 'nothing of the broken file';
 mcd_write_file(mcd_file('users-reload'), "carol:{PLAIN}0ld-pw-x95\n");
+--- error_log eval
+['[emerg]', qr/invalid line 2 in "[^"]*users-reload"/]
 
 
 
-=== TEST 18: nginx -t: mcd_proxy_auth without a user file
+=== TEST 18: workers as "nobody", a user file readable by root only: the master reads it, at start and on reload
+--- users_file: users-root
+--- worker_user: nobody nogroup
+--- mcd_client
+my $master = mcd_nginx_pid();
+my @workers = split ' ', `pgrep -P $master`;
+my $user = @workers ? `ps -o user= -p $workers[0]` : '';
+$user =~ s/\s+//g;
+is $user, 'nobody', 'the worker runs as nobody';
+is sprintf('%o', (stat mcd_file('users-root'))[2] & 0777), '600', 'the file is root\'s only';
+is main::tunnel_code('dave', 'R00t-only-pw-x97'), '200', 'the right password';
+is main::tunnel_code('dave', 'Wr0ng-pw-x93'), '407', 'a wrong one';
+my $r = main::curl_via("http://origin.test:$ENV{TEST_NGINX_MCD_HDRECHO}/root",
+                       '--proxy-user', 'dave:R00t-only-pw-x97');
+is $r->{code}, '200', 'plain HTTP: the http side has the users too' or diag $r->{err};
+mcd_write_file(mcd_file('users-root'), "dave:{PLAIN}N3w-r00t-pw-x98\n");
+chmod 0600, mcd_file('users-root');
+kill 'HUP', $master;
+my $new = '';
+my $deadline = time + 15;
+while (time < $deadline) {
+    $new = main::tunnel_code('dave', 'N3w-r00t-pw-x98');
+    last if $new eq '200';
+    sleep 0.2;
+}
+is $new, '200', 'after the reload the new password works';
+@workers = split ' ', `pgrep -P $master`;
+$user = @workers ? `ps -o user= -p $workers[-1]` : '';
+$user =~ s/\s+//g;
+is $user, 'nobody', 'the new worker runs as nobody too';
+mcd_write_file(mcd_file('users-root'), "dave:{PLAIN}R00t-only-pw-x97\n");
+chmod 0600, mcd_file('users-root');
+main::log_has_no_secret('root only');
+
+
+
+=== TEST 19: nginx -t: mcd_proxy_auth without a user file
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -778,7 +826,7 @@ qr/\[emerg\] .*mcd_proxy_auth_user_file/
 
 
 
-=== TEST 19: nginx -t: a user file that cannot be read
+=== TEST 20: nginx -t: a user file that cannot be read
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -795,7 +843,7 @@ qr/\[emerg\] .*no-such-users-file/
 
 
 
-=== TEST 20: nginx -t: a line without ':' in the user file
+=== TEST 21: nginx -t: a line without ':' in the user file
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -812,7 +860,7 @@ qr/\[emerg\] .*invalid line 3 in "[^"]*users-nocolon"/
 
 
 
-=== TEST 21: nginx -t: main level realm and file, a server that turns it off; every hash scheme's file loads
+=== TEST 22: nginx -t: main level realm and file, a server that turns it off; every hash scheme's file loads
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
