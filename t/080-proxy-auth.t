@@ -79,7 +79,8 @@ our %Hash = (
 
 # the wrong passwords and the unknown user's password: never logged either
 our @Secrets = (values %Pw, 'Wr0ng-pw-x93', 'Unkn0wn-pw-x94',
-                'R00t-only-pw-x97', 'N3w-r00t-pw-x98');
+                'R00t-only-pw-x97', 'N3w-r00t-pw-x98', 'Crlf-pw-x99',
+                'Crlf-apr1-x100');
 
 mcd_write_file(mcd_file('users'), join '',
     "# McdTest proxy users\n",
@@ -93,6 +94,11 @@ mcd_write_file(mcd_file('users-reload'), "carol:{PLAIN}0ld-pw-x95\n");
 # readable by root only (the master reads it, the workers may be "nobody")
 mcd_write_file(mcd_file('users-root'), "dave:{PLAIN}R00t-only-pw-x97\n");
 chmod 0600, mcd_file('users-root');
+
+# written on Windows: CRLF line ends (nginx's auth_basic_user_file takes them)
+mcd_write_file(mcd_file('users-crlf'),
+               "# crlf\r\nerin:{PLAIN}Crlf-pw-x99\r\n"
+               . "frank:" . openssl_passwd('apr1', 'Crlf-apr1-x100') . "\r\n");
 
 mcd_write_file(mcd_file('users-nocolon'),
                "# fine\nalice:{PLAIN}x\nno colon on this line\n");
@@ -810,7 +816,16 @@ main::log_has_no_secret('root only');
 
 
 
-=== TEST 19: nginx -t: mcd_proxy_auth without a user file
+=== TEST 19: a user file with CRLF line ends works as with nginx's auth_basic_user_file
+--- users_file: users-crlf
+--- mcd_client
+is main::tunnel_code('erin', 'Crlf-pw-x99'), '200', '{PLAIN} on a CRLF line';
+is main::tunnel_code('frank', 'Crlf-apr1-x100'), '200', '$apr1$ on the last CRLF line';
+is main::tunnel_code('erin', "Crlf-pw-x99\r"), '407', 'the CR is not part of the password';
+
+
+
+=== TEST 20: nginx -t: mcd_proxy_auth without a user file
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -826,7 +841,7 @@ qr/\[emerg\] .*mcd_proxy_auth_user_file/
 
 
 
-=== TEST 20: nginx -t: a user file that cannot be read
+=== TEST 21: nginx -t: a user file that cannot be read
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -843,7 +858,7 @@ qr/\[emerg\] .*no-such-users-file/
 
 
 
-=== TEST 21: nginx -t: a line without ':' in the user file
+=== TEST 22: nginx -t: a line without ':' in the user file
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
@@ -860,7 +875,7 @@ qr/\[emerg\] .*invalid line 3 in "[^"]*users-nocolon"/
 
 
 
-=== TEST 22: nginx -t: main level realm and file, a server that turns it off; every hash scheme's file loads
+=== TEST 23: nginx -t: main level realm and file, a server that turns it off; every hash scheme's file loads
 --- nginx_t
 mcd_fqdn_filter p { default deny; }
 stream {
