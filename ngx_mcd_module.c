@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 
 #include "src/ngx_mcd.h"
+#include "src/ngx_mcd_metrics.h"
 
 
 /* "nginx -t" warns when the CA expires within this many seconds */
@@ -71,6 +72,7 @@ static char *ngx_mcd_leaf_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_mcd_mint_init(ngx_cycle_t *cycle, ngx_mcd_conf_t *mcf);
 static ngx_int_t ngx_mcd_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_mcd_init_module(ngx_cycle_t *cycle);
 static void ngx_mcd_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_mcd_ca_check_dates(ngx_conf_t *cf, X509 *ca,
     ngx_str_t *file);
@@ -129,6 +131,13 @@ static ngx_command_t  ngx_mcd_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mcd_metrics"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      0,
+      offsetof(ngx_mcd_conf_t, metrics),
+      NULL },
+
     { ngx_string("mcd_certificate_cache"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE12,
       ngx_mcd_certificate_cache,
@@ -153,7 +162,7 @@ ngx_module_t  ngx_mcd_module = {
     ngx_mcd_commands,                      /* module directives */
     NGX_CORE_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_mcd_init_module,                   /* init module */
     ngx_mcd_init_process,                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -217,6 +226,7 @@ ngx_mcd_create_conf(ngx_cycle_t *cycle)
 
     mcf->cert_cache_max = NGX_CONF_UNSET_UINT;
     mcf->cert_cache_valid = NGX_CONF_UNSET;
+    mcf->metrics = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -235,6 +245,7 @@ ngx_mcd_init_conf(ngx_cycle_t *cycle, void *conf)
 
     ngx_conf_init_uint_value(mcf->cert_cache_max, 1000);
     ngx_conf_init_value(mcf->cert_cache_valid, 86400);
+    ngx_conf_init_value(mcf->metrics, 1);
 
     profiles = mcf->profiles.elts;
     ref = mcf->refs.elts;
@@ -484,6 +495,35 @@ ngx_mcd_hosts_lookup(ngx_cycle_t *cycle, ngx_str_t *fqdn)
 
     return ngx_hash_find(&mcf->hosts, ngx_hash_key(fqdn->data, fqdn->len),
                          fqdn->data, fqdn->len);
+}
+
+
+/* a profile by name, for "mcd_fqdn_filter $variable" */
+
+ngx_mcd_profile_t *
+ngx_mcd_profile_find(ngx_cycle_t *cycle, u_char *name, size_t len)
+{
+    ngx_uint_t           i;
+    ngx_mcd_conf_t      *mcf;
+    ngx_mcd_profile_t  **profiles;
+
+    mcf = (ngx_mcd_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_mcd_module);
+
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    profiles = mcf->profiles.elts;
+
+    for (i = 0; i < mcf->profiles.nelts; i++) {
+        if (profiles[i]->name.len == len
+            && ngx_strncmp(profiles[i]->name.data, name, len) == 0)
+        {
+            return profiles[i];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -2226,8 +2266,10 @@ X509 *
 ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key, STACK_OF(X509) **chain,
     ngx_uint_t *minted, const char **err)
 {
-    int    m;
-    X509  *x509;
+    int                            m;
+    X509                          *x509;
+    mcd_cert_cache_stats_t         before;
+    const mcd_cert_cache_stats_t  *after;
 
     if (ngx_mcd_worker_conf == NULL) {
         *err = "no gateway CA in this worker";
@@ -2236,9 +2278,21 @@ ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key, STACK_OF(X509) **chain,
 
     m = 0;
 
+    before = *mcd_cert_cache_stats(ngx_mcd_cert_cache);
+
     x509 = mcd_cert_cache_get(ngx_mcd_cert_cache,
                               &ngx_mcd_worker_conf->mint_ca, &ngx_mcd_leaf,
                               name->data, name->len, ngx_time(), 0, &m, err);
+
+    /* the worker's cache counts; the shared counters add what changed */
+
+    after = mcd_cert_cache_stats(ngx_mcd_cert_cache);
+
+    ngx_mcd_metric_add(hits, after->hits - before.hits);
+    ngx_mcd_metric_add(misses, after->misses - before.misses);
+    ngx_mcd_metric_add(evictions, after->evictions - before.evictions);
+    ngx_mcd_metric_add(minted, after->minted - before.minted);
+
     if (x509 == NULL) {
         return NULL;
     }
@@ -2248,4 +2302,15 @@ ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key, STACK_OF(X509) **chain,
     *minted = m;
 
     return x509;
+}
+
+
+/* the configuration is in place: its profiles get their counters */
+
+static ngx_int_t
+ngx_mcd_init_module(ngx_cycle_t *cycle)
+{
+    ngx_mcd_metrics_assign(cycle);
+
+    return NGX_OK;
 }

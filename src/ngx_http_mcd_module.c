@@ -31,6 +31,7 @@
 
 #include "ngx_mcd.h"
 #include "ngx_mcd_upstream.h"
+#include "ngx_mcd_metrics.h"
 
 
 #define NGX_HTTP_MCD_PROXY_AUTH_REQUIRED  407
@@ -40,6 +41,7 @@ typedef struct {
     ngx_flag_t                  intercept;
     ngx_str_t                   profile_name;
     ngx_mcd_profile_t          *profile;           /* mcd_fqdn_filter */
+    ngx_http_complex_value_t   *profile_value;     /* "$variable" */
     ngx_mcd_destination_t      *destination;
     ngx_array_t                *ports;             /* in_port_t */
 } ngx_http_mcd_srv_conf_t;
@@ -59,6 +61,7 @@ typedef struct {
     ngx_int_t                   rc;                /* the phase's answer */
     ngx_uint_t                  name_type;         /* MCD_NAME_* */
     unsigned                    decided:1;
+    unsigned                    counted:1;         /* in mcd_decisions */
     unsigned                    waiting:1;
     unsigned                    in_handler:1;
     unsigned                    done:1;
@@ -77,6 +80,8 @@ static ngx_int_t ngx_http_mcd_filter(ngx_http_request_t *r,
     ngx_http_mcd_srv_conf_t *hmcf, ngx_mcd_handoff_t *h);
 static ngx_int_t ngx_http_mcd_proxy_auth(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_mcd_handoff_t *h);
+static ngx_int_t ngx_http_mcd_listener_is(ngx_listening_t *ls,
+    ngx_uint_t intercept);
 static ngx_int_t ngx_http_mcd_resolve(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_addr_t *fixed);
@@ -127,6 +132,10 @@ static char *ngx_http_mcd_destination(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mcd_status_handler(ngx_http_request_t *r);
+static void ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx);
 
 
 static ngx_command_t  ngx_http_mcd_commands[] = {
@@ -149,6 +158,13 @@ static ngx_command_t  ngx_http_mcd_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
       ngx_http_mcd_destination,
       NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mcd_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mcd_status,
+      0,
       0,
       NULL },
 
@@ -375,6 +391,7 @@ ngx_http_mcd_verify(int ok, X509_STORE_CTX *store)
         err = X509_STORE_CTX_get_error(store);
 
         ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+        ngx_mcd_metrics_outcome(NGX_MCD_REASON_UPSTREAM_CERT);
 
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "mcd: the certificate of \"%V\" at %V does not verify "
@@ -397,6 +414,7 @@ ngx_http_mcd_verify(int ok, X509_STORE_CTX *store)
                != 1))
     {
         ctx->reason = NGX_MCD_REASON_UPSTREAM_CERT;
+        ngx_mcd_metrics_outcome(NGX_MCD_REASON_UPSTREAM_CERT);
 
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "mcd: the certificate of \"%V\" at %V is not for "
@@ -435,7 +453,7 @@ ngx_http_mcd_handler(ngx_http_request_t *r)
         return ngx_http_mcd_intercepted(r, hmcf, h);
     }
 
-    if (hmcf->profile != NULL) {
+    if (hmcf->profile != NULL || hmcf->profile_value != NULL) {
         return ngx_http_mcd_filter(r, hmcf, h);
     }
 
@@ -573,8 +591,10 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_int_t            rc;
     ngx_str_t           *host;
     ngx_uint_t           i;
+    ngx_str_t            name;
     ngx_http_mcd_ctx_t  *ctx;
     ngx_mcd_decision_t   d;
+    ngx_mcd_profile_t   *profile;
 
     ctx = ngx_http_mcd_create_ctx(r, NULL);
     if (ctx == NULL) {
@@ -582,8 +602,10 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     }
 
     ctx->d.mode = NGX_MCD_MODE_HTTP;
-    ctx->d.profile = hmcf->profile->name;
-    ctx->d.profile_conf = hmcf->profile;
+
+    if (h != NULL) {
+        ctx->d.user = h->user;
+    }
 
     /* proxy credentials: checked when the front door asks for them, and
        never forwarded */
@@ -593,6 +615,34 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
     if (rc != NGX_DECLINED) {
         return rc;
     }
+
+    /* the profile: the server's, or the one "$variable" names */
+
+    profile = hmcf->profile;
+
+    if (hmcf->profile_value != NULL) {
+        if (ngx_http_complex_value(r, hmcf->profile_value, &name) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        profile = ngx_mcd_profile_find((ngx_cycle_t *) ngx_cycle,
+                                       name.data, name.len);
+
+        if (profile == NULL) {
+            if (ngx_mcd_escape_str(r->pool, &name, &ctx->d.profile)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mcd_refuse(r, ctx, NGX_HTTP_FORBIDDEN,
+                                       NGX_MCD_REASON_NO_PROFILE,
+                                       "no profile for this client");
+        }
+    }
+
+    ctx->d.profile = profile->name;
+    ctx->d.profile_conf = profile;
 
     host = &r->headers_in.server;
 
@@ -621,7 +671,7 @@ ngx_http_mcd_filter(ngx_http_request_t *r, ngx_http_mcd_srv_conf_t *hmcf,
 
     ctx->d.port = port;
 
-    rc = ngx_mcd_decide(r->pool, hmcf->profile, host->data, host->len, &d);
+    rc = ngx_mcd_decide(r->pool, profile, host->data, host->len, &d);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -864,6 +914,8 @@ ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
         ctx->d.upstream_addr = u->current->name;
         ctx->rc = NGX_DECLINED;
 
+        ngx_http_mcd_count(ctx);
+
         if (!ctx->in_handler) {
             ngx_http_core_run_phases(r);
             ngx_http_run_posted_requests(c);
@@ -1021,6 +1073,8 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
     ctx->decided = 1;
     ctx->reason = reason;
 
+    ngx_mcd_metrics_outcome(reason);
+
     if (reason != NGX_MCD_REASON_DNS && reason != NGX_MCD_REASON_TIMEOUT
         && reason != NGX_MCD_REASON_CONNECT
         && reason != NGX_MCD_REASON_INTERNAL)
@@ -1074,7 +1128,84 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
         break;
     }
 
+    ngx_http_mcd_count(ctx);
+
     return ngx_http_mcd_answer(r, ctx, status, detail);
+}
+
+
+/* a plain-HTTP request decided by mcd_fqdn_filter, in the counters */
+
+static void
+ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx)
+{
+    if (ctx->counted || ctx->d.mode != NGX_MCD_MODE_HTTP) {
+        return;
+    }
+
+    ctx->counted = 1;
+
+    ngx_mcd_metrics_decision(ctx->reason == NGX_MCD_REASON_NO_PROFILE
+                             ? NULL : ctx->d.profile_conf,
+                             NGX_MCD_MODE_HTTP, ctx->d.action, ctx->reason);
+}
+
+
+/* "mcd_status": the counters in the Prometheus text format */
+
+static ngx_int_t
+ngx_http_mcd_status_handler(ngx_http_request_t *r)
+{
+    off_t         len;
+    ngx_int_t     rc;
+    ngx_chain_t  *out, *cl;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    out = ngx_mcd_metrics_render(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = 0;
+
+    for (cl = out; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, out);
+}
+
+
+static char *
+ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_mcd_status_handler;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1133,10 +1264,17 @@ ngx_http_mcd_answer(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 }
 
 
-/* the listening socket's servers intercept (for mcd_decrypt_pass) */
+/*
+ * what the servers of an http listening socket are, for the stream
+ * module's "nginx -t" checks: NGX_OK when every default server intercepts
+ * (mcd_decrypt_pass needs "listen ... ssl" with mcd_intercept), or, for
+ * mcd_http_pass, when it takes plain http and has an mcd_fqdn_filter (a
+ * request for another server of the socket that has none is refused at
+ * run time, no_profile)
+ */
 
-ngx_int_t
-ngx_http_mcd_intercepts(ngx_listening_t *ls)
+static ngx_int_t
+ngx_http_mcd_listener_is(ngx_listening_t *ls, ngx_uint_t intercept)
 {
     ngx_uint_t                 i;
     ngx_http_port_t           *port;
@@ -1170,14 +1308,17 @@ ngx_http_mcd_intercepts(ngx_listening_t *ls)
             break;
         }
 
-        if (!conf->ssl) {
-            return NGX_DECLINED;
-        }
-
         hmcf = conf->default_server->ctx
                    ->srv_conf[ngx_http_mcd_module.ctx_index];
 
-        if (!hmcf->intercept) {
+        if (intercept) {
+            if (!conf->ssl || !hmcf->intercept) {
+                return NGX_DECLINED;
+            }
+
+        } else if (conf->ssl || hmcf->intercept
+                   || hmcf->profile_name.len == 0)
+        {
             return NGX_DECLINED;
         }
     }
@@ -1186,62 +1327,17 @@ ngx_http_mcd_intercepts(ngx_listening_t *ls)
 }
 
 
-/*
- * the listening socket takes plain http and its default servers have a
- * policy (for mcd_http_pass); a request for another server on the socket
- * that has none is refused at run time (no_profile)
- */
+ngx_int_t
+ngx_http_mcd_intercepts(ngx_listening_t *ls)
+{
+    return ngx_http_mcd_listener_is(ls, 1);
+}
+
 
 ngx_int_t
 ngx_http_mcd_forwards(ngx_listening_t *ls)
 {
-    ngx_uint_t                 i;
-    ngx_http_port_t           *port;
-    ngx_http_in_addr_t        *addr;
-#if (NGX_HAVE_INET6)
-    ngx_http_in6_addr_t       *addr6;
-#endif
-    ngx_http_addr_conf_t      *conf;
-    ngx_http_mcd_srv_conf_t   *hmcf;
-
-    port = ls->servers;
-
-    if (port == NULL) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < port->naddrs; i++) {
-
-        switch (ls->sockaddr->sa_family) {
-
-#if (NGX_HAVE_INET6)
-        case AF_INET6:
-            addr6 = port->addrs;
-            conf = &addr6[i].conf;
-            break;
-#endif
-
-        default: /* AF_INET */
-            addr = port->addrs;
-            conf = &addr[i].conf;
-            break;
-        }
-
-#if (NGX_HTTP_SSL)
-        if (conf->ssl) {
-            return NGX_DECLINED;
-        }
-#endif
-
-        hmcf = conf->default_server->ctx
-                   ->srv_conf[ngx_http_mcd_module.ctx_index];
-
-        if (hmcf->profile_name.len == 0 || hmcf->intercept) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_mcd_listener_is(ls, 0);
 }
 
 
@@ -1547,6 +1643,10 @@ ngx_http_mcd_preconfiguration(ngx_conf_t *cf)
         var->data = v->data;
     }
 
+    if (ngx_mcd_metrics_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_mcd_proxy_index = -1;
 
     for (i = 0; cf->cycle->modules[i]; i++) {
@@ -1646,9 +1746,12 @@ ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
         /* the profile is found when the whole configuration is read */
 
         conf->profile_name = prev->profile_name;
+        conf->profile_value = prev->profile_value;
 
-        if (ngx_mcd_add_profile_ref(cf, &conf->profile_name, &conf->profile)
-            != NGX_OK)
+        if (conf->profile_value == NULL
+            && ngx_mcd_add_profile_ref(cf, &conf->profile_name,
+                                       &conf->profile)
+               != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
@@ -1763,7 +1866,8 @@ ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mcd_srv_conf_t  *hmcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
 
     if (hmcf->profile_name.data != NULL) {
         return "is duplicate";
@@ -1773,7 +1877,31 @@ ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     hmcf->profile_name = value[1];
 
-    if (ngx_mcd_add_profile_ref(cf, &value[1], &hmcf->profile) != NGX_OK) {
+    if (ngx_http_script_variables_count(&value[1]) == 0) {
+        if (ngx_mcd_add_profile_ref(cf, &value[1], &hmcf->profile)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    /* "$group": the profile is the one the value names, per request */
+
+    hmcf->profile_value = ngx_palloc(cf->pool,
+                                     sizeof(ngx_http_complex_value_t));
+    if (hmcf->profile_value == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = hmcf->profile_value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1795,39 +1923,5 @@ ngx_http_mcd_http_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mcd_srv_conf_t  *hmcf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value;
-    in_port_t   *port;
-    ngx_uint_t   i;
-
-    if (hmcf->ports != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    hmcf->ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                   sizeof(in_port_t));
-    if (hmcf->ports == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        n = ngx_atoi(value[i].data, value[i].len);
-
-        if (n < 1 || n > 65535) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid port \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        port = ngx_array_push(hmcf->ports);
-        if (port == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *port = (in_port_t) n;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_mcd_ports(cf, &hmcf->ports);
 }

@@ -38,6 +38,8 @@ typedef struct {
     u_char                   *file;              /* where it is declared */
     ngx_uint_t                line;
 
+    ngx_atomic_t             *metrics;           /* its decision counters */
+
     unsigned                  can_decrypt:1;
     unsigned                  used:1;
 } ngx_mcd_profile_t;
@@ -75,6 +77,7 @@ typedef struct {
     EVP_PKEY                 *ca_key;
     STACK_OF(X509)           *ca_chain;
 
+    ngx_flag_t                metrics;           /* "mcd_metrics" */
     ngx_uint_t                cert_cache_max;
     time_t                    cert_cache_valid;
 
@@ -114,6 +117,8 @@ ngx_int_t ngx_mcd_decide(ngx_pool_t *pool, ngx_mcd_profile_t *profile,
 ngx_mcd_hosts_entry_t *ngx_mcd_hosts_lookup(ngx_cycle_t *cycle,
     ngx_str_t *fqdn);
 ngx_int_t ngx_mcd_ca_configured(ngx_cycle_t *cycle);
+ngx_mcd_profile_t *ngx_mcd_profile_find(ngx_cycle_t *cycle, u_char *name,
+    size_t len);
 X509 *ngx_mcd_certificate(ngx_str_t *name, EVP_PKEY **key,
     STACK_OF(X509) **chain, ngx_uint_t *minted, const char **err);
 const char *ngx_mcd_action_name(ngx_uint_t action);

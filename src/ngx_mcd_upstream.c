@@ -130,6 +130,49 @@ ngx_mcd_escape_str(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
 }
 
 
+/* "mcd_connect_ports PORT ...;", "mcd_http_ports PORT ...;" */
+
+char *
+ngx_mcd_ports(ngx_conf_t *cf, ngx_array_t **ports)
+{
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    in_port_t   *port;
+    ngx_uint_t   i;
+
+    if (*ports != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    *ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                              sizeof(in_port_t));
+    if (*ports == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n < 1 || n > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid port \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_array_push(*ports);
+        if (port == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *port = (in_port_t) n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* "mcd_destination allow|deny ADDRESS|CIDR|CLASS ...;" */
 
 char *

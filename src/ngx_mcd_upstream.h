@@ -157,6 +157,7 @@ void ngx_mcd_upstream_set_addrs(ngx_mcd_upstream_t *u, ngx_addr_t *addrs,
 void ngx_mcd_upstream_cancel(ngx_mcd_upstream_t *u);
 
 char *ngx_mcd_destination(ngx_conf_t *cf, ngx_mcd_destination_t **dest);
+char *ngx_mcd_ports(ngx_conf_t *cf, ngx_array_t **ports);
 
 ngx_mcd_handoff_t *ngx_mcd_handoff_add(ngx_connection_t *c);
 ngx_mcd_handoff_t *ngx_mcd_handoff_get(ngx_connection_t *c);

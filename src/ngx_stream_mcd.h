@@ -26,6 +26,7 @@
 
 #include "ngx_mcd.h"
 #include "ngx_mcd_upstream.h"
+#include "ngx_mcd_metrics.h"
 #include "mcd_connect.h"
 #include "mcd_tls.h"
 
@@ -53,6 +54,7 @@ typedef struct {
     ngx_uint_t                   mode;
     ngx_str_t                    profile_name;
     ngx_mcd_profile_t           *profile;
+    ngx_stream_complex_value_t  *profile_value;     /* "$variable" */
     ngx_array_t                 *connect_ports;     /* in_port_t */
     ngx_mcd_destination_t       *destination;
     ngx_msec_t                   connect_timeout;
@@ -67,6 +69,8 @@ typedef struct {
     ngx_str_t                    auth_realm;        /* mcd_proxy_auth */
     ngx_mcd_users_t             *auth_users;
 
+    u_char                      *profile_file;      /* of "$variable" */
+    ngx_uint_t                   profile_line;
     u_char                      *file;              /* of "mcd_proxy" */
     ngx_uint_t                   line;
 } ngx_stream_mcd_srv_conf_t;
@@ -90,6 +94,8 @@ typedef struct {
 typedef struct {
     ngx_stream_session_t        *session;
     ngx_stream_mcd_srv_conf_t   *conf;
+    ngx_mcd_profile_t           *profile;           /* that decides */
+    ngx_str_t                    profile_name;
 
     ngx_uint_t                   action;
     ngx_mcd_reason_e             reason;
@@ -146,6 +152,7 @@ typedef struct {
     unsigned                     silent:1;          /* refuse without a byte */
     unsigned                     auth_retry:1;      /* 407, then read again */
     unsigned                     auth_pending:1;    /* waiting for a retry */
+    unsigned                     counted:1;         /* in mcd_decisions */
 } ngx_stream_mcd_ctx_t;
 
 
@@ -160,7 +167,18 @@ ngx_listening_t *ngx_stream_mcd_http_listener(ngx_cycle_t *cycle,
     ngx_addr_t *addr, ngx_uint_t intercept);
 
 void ngx_stream_mcd_retry(ngx_stream_session_t *s);
+
+/* ngx_stream_mcd_values.c */
+typedef ngx_int_t (*ngx_stream_mcd_visit_pt)(ngx_stream_variable_value_t *v,
+    void *data);
+
+ngx_int_t ngx_stream_mcd_wrap_values(ngx_conf_t *cf);
+void ngx_stream_mcd_unwrap_values(void);
+ngx_int_t ngx_stream_mcd_values(ngx_cycle_t *cycle, ngx_str_t *name,
+    ngx_stream_mcd_visit_pt visit, void *data);
+
 void ngx_stream_mcd_log(ngx_stream_session_t *s);
+void ngx_stream_mcd_count(ngx_stream_session_t *s);
 
 /* ngx_stream_mcd_relay.c */
 void ngx_stream_mcd_connected(ngx_stream_session_t *s);

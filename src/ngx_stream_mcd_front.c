@@ -69,6 +69,7 @@ static void ngx_stream_mcd_http_pass(ngx_stream_session_t *s);
 static void ngx_stream_mcd_rehome(ngx_stream_session_t *s,
     ngx_listening_t *ls);
 static ngx_int_t ngx_stream_mcd_next_try(ngx_stream_session_t *s);
+static ngx_int_t ngx_stream_mcd_profile(ngx_stream_session_t *s);
 
 
 /* explicit: the CONNECT head */
@@ -613,9 +614,13 @@ ngx_stream_mcd_transparent_request(ngx_stream_session_t *s,
 
     if (!h->has_sni) {
 
+        if (ngx_stream_mcd_profile(s) != NGX_OK) {
+            return;
+        }
+
         ctx->decided = 1;
 
-        if (ctx->conf->profile->no_sni == NGX_MCD_NO_SNI_DENY) {
+        if (ctx->profile->no_sni == NGX_MCD_NO_SNI_DENY) {
             ctx->action = MCD_ACTION_DENY;
             ngx_str_set(&ctx->rule, "no_sni");
             ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN,
@@ -758,6 +763,65 @@ ngx_stream_mcd_peek_more(ngx_stream_session_t *s, const char *truncated)
 }
 
 
+/*
+ * the profile: the server's, or the one its "mcd_fqdn_filter $variable"
+ * names for this connection (evaluated after the proxy user is known, so
+ * that a map on $mcd_user works); a value that names no profile is
+ * refused with reason "no_profile"
+ */
+
+static ngx_int_t
+ngx_stream_mcd_profile(ngx_stream_session_t *s)
+{
+    ngx_str_t              name;
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx->profile != NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->conf->profile_value == NULL) {
+        ctx->profile = ctx->conf->profile;
+        ctx->profile_name = ctx->profile->name;
+        return NGX_OK;
+    }
+
+    if (ngx_stream_complex_value(s, ctx->conf->profile_value, &name)
+        != NGX_OK)
+    {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    ctx->profile = ngx_mcd_profile_find((ngx_cycle_t *) ngx_cycle,
+                                        name.data, name.len);
+
+    if (ctx->profile != NULL) {
+        ctx->profile_name = ctx->profile->name;
+        return NGX_OK;
+    }
+
+    /* the value may come from anything the client sends: escaped */
+
+    if (ngx_mcd_escape_str(s->connection->pool, &name, &ctx->profile_name)
+        != NGX_OK)
+    {
+        ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    ctx->decided = 1;
+    ctx->action = MCD_ACTION_DENY;
+
+    ngx_stream_mcd_refuse(s, NGX_STREAM_FORBIDDEN, NGX_MCD_REASON_NO_PROFILE,
+                          "no profile for this client");
+
+    return NGX_DECLINED;
+}
+
+
 /* the verdict of the profile for the name the client asked for */
 
 static ngx_int_t
@@ -770,8 +834,11 @@ ngx_stream_mcd_decide(ngx_stream_session_t *s, u_char *name, size_t len,
 
     ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
-    rc = ngx_mcd_decide(s->connection->pool, ctx->conf->profile, name, len,
-                        &d);
+    if (ngx_stream_mcd_profile(s) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_mcd_decide(s->connection->pool, ctx->profile, name, len, &d);
 
     if (rc == NGX_ERROR) {
         ngx_stream_mcd_finalize(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
@@ -1290,8 +1357,8 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
     h->fqdn = ctx->fqdn;
     h->sni = ctx->sni;
     h->rule = ctx->rule;
-    h->profile = ctx->conf->profile->name;
-    h->profile_conf = ctx->conf->profile;
+    h->profile = ctx->profile->name;
+    h->profile_conf = ctx->profile;
     h->upstream = ctx->upstream;
     h->upstream_addr = ctx->upstream_addr;
     h->alpn = ctx->alpn;
@@ -1317,6 +1384,8 @@ ngx_stream_mcd_decrypt(ngx_stream_session_t *s)
 
         c->sent += n;
     }
+
+    ngx_stream_mcd_count(s);
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "mcd %V: \"%V\" from %V handed over for decryption to "
@@ -1364,6 +1433,10 @@ ngx_stream_mcd_http_pass(ngx_stream_session_t *s)
     }
 
     h->mode = NGX_MCD_MODE_HTTP;
+
+    /* decided on the http side, request by request */
+
+    ctx->counted = 1;
 
     /* the http side asks each request for the same credentials */
 
@@ -1551,6 +1624,7 @@ ngx_stream_mcd_next_try(ngx_stream_session_t *s)
     s->status = NGX_STREAM_MCD_AUTH_REQUIRED;
 
     ngx_stream_mcd_log(s);
+    ngx_stream_mcd_count(s);
 
     /* the next line evaluates every variable again */
 
@@ -1560,6 +1634,7 @@ ngx_stream_mcd_next_try(ngx_stream_session_t *s)
                 cmcf->variables.nelts * sizeof(ngx_stream_variable_value_t));
 
     ctx->auth_pending = 0;
+    ctx->counted = 0;
     ctx->decided = 0;
     ctx->action = MCD_ACTION_DENY;
     ctx->reason = NGX_MCD_REASON_NONE;
@@ -1568,6 +1643,8 @@ ngx_stream_mcd_next_try(ngx_stream_session_t *s)
     ngx_str_null(&ctx->rule);
     ngx_str_null(&ctx->upstream);
     ngx_str_null(&ctx->user);
+    ctx->profile = NULL;
+    ngx_str_null(&ctx->profile_name);
     ctx->port = 0;
 
     s->status = 0;

@@ -217,7 +217,7 @@ static ngx_stream_variable_t  ngx_stream_mcd_vars[] = {
       offsetof(ngx_stream_mcd_ctx_t, rule), 0, 0 },
 
     { ngx_string("mcd_profile"), NULL, ngx_stream_mcd_variable_profile,
-      0, 0, 0 },
+      0, NGX_STREAM_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mcd_mode"), NULL, ngx_stream_mcd_variable_mode,
       0, 0, 0 },
@@ -384,14 +384,28 @@ ngx_stream_mcd_finalize(ngx_stream_session_t *s, ngx_uint_t status)
             ctx->state->bytes_sent = ctx->upstream_step.peer.connection->sent;
         }
 
-        ngx_mcd_upstream_cancel(&ctx->upstream_step);
-        ngx_stream_mcd_close_pipes(ctx);
+        if (ctx->connected) {
+            ngx_mcd_metric_add(tunnels[ctx->conf->mode], -1);
+
+            if (ctx->upstream_step.peer.connection) {
+                ngx_mcd_metric_add(bytes[NGX_MCD_METRICS_UPSTREAM],
+                                   ctx->upstream_step.peer.connection->sent);
+            }
+
+            ngx_mcd_metric_add(bytes[NGX_MCD_METRICS_DOWNSTREAM],
+                               ctx->upstream_received);
+        }
 
         if (ctx->reason == NGX_MCD_REASON_NONE
             && status == NGX_STREAM_INTERNAL_SERVER_ERROR)
         {
             ctx->reason = NGX_MCD_REASON_INTERNAL;
         }
+
+        ngx_stream_mcd_count(s);
+
+        ngx_mcd_upstream_cancel(&ctx->upstream_step);
+        ngx_stream_mcd_close_pipes(ctx);
     }
 
     ngx_stream_finalize_session(s, status);
@@ -557,17 +571,25 @@ static ngx_int_t
 ngx_stream_mcd_variable_profile(ngx_stream_session_t *s,
     ngx_stream_variable_value_t *v, uintptr_t data)
 {
+    ngx_stream_mcd_ctx_t       *ctx;
     ngx_stream_mcd_srv_conf_t  *mscf;
 
     mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mcd_module);
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
 
-    if (mscf->profile == NULL) {
+    if (ctx != NULL && ctx->profile_name.len) {
+        v->data = ctx->profile_name.data;
+        v->len = ctx->profile_name.len;
+
+    } else if (mscf->profile != NULL) {
+        v->data = mscf->profile->name.data;
+        v->len = mscf->profile->name.len;
+
+    } else {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->data = mscf->profile->name.data;
-    v->len = mscf->profile->name.len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -637,7 +659,13 @@ ngx_stream_mcd_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    if (ngx_mcd_metrics_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* note what "map" and "geo" blocks make, for "mcd_fqdn_filter $var" */
+
+    return ngx_stream_mcd_wrap_values(cf);
 }
 
 
@@ -660,6 +688,8 @@ ngx_stream_mcd_init(ngx_conf_t *cf)
     ngx_stream_mcd_srv_conf_t     *mscf;
     ngx_stream_core_srv_conf_t   **cscfp;
     ngx_stream_core_main_conf_t   *cmcf;
+
+    ngx_stream_mcd_unwrap_values();
 
     module = NULL;
 
@@ -846,7 +876,8 @@ ngx_stream_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_stream_mcd_srv_conf_t  *mscf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                           *value;
+    ngx_stream_compile_complex_value_t   ccv;
 
     if (mscf->profile_name.data != NULL) {
         return "is duplicate";
@@ -856,9 +887,36 @@ ngx_stream_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mscf->profile_name = value[1];
 
-    if (ngx_mcd_add_profile_ref(cf, &value[1], &mscf->profile) != NGX_OK) {
+    if (ngx_stream_script_variables_count(&value[1]) == 0) {
+        if (ngx_mcd_add_profile_ref(cf, &value[1], &mscf->profile)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    /* "$group": the profile is the one the value names, per connection */
+
+    mscf->profile_value = ngx_palloc(cf->pool,
+                                     sizeof(ngx_stream_complex_value_t));
+    if (mscf->profile_value == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    ngx_memzero(&ccv, sizeof(ngx_stream_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = mscf->profile_value;
+
+    if (ngx_stream_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mscf->profile_file = cf->conf_file->file.name.data;
+    mscf->profile_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
@@ -869,41 +927,7 @@ ngx_stream_mcd_connect_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_stream_mcd_srv_conf_t  *mscf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value;
-    in_port_t   *port;
-    ngx_uint_t   i;
-
-    if (mscf->connect_ports != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    mscf->connect_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                           sizeof(in_port_t));
-    if (mscf->connect_ports == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        n = ngx_atoi(value[i].data, value[i].len);
-
-        if (n < 1 || n > 65535) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid port \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        port = ngx_array_push(mscf->connect_ports);
-        if (port == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *port = (in_port_t) n;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_mcd_ports(cf, &mscf->connect_ports);
 }
 
 
@@ -985,9 +1009,49 @@ ngx_stream_mcd_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * mcd_http_pass must name a plain http listener with mcd_fqdn_filter
  */
 
+typedef struct {
+    ngx_cycle_t                   *cycle;
+    ngx_str_t                      bad;
+    ngx_mcd_profile_t             *decrypt;
+} ngx_stream_mcd_check_t;
+
+
+/* a value of a map or geo that chooses the profile */
+
+static ngx_int_t
+ngx_stream_mcd_check_value(ngx_stream_variable_value_t *v, void *data)
+{
+    ngx_stream_mcd_check_t  *check = data;
+
+    ngx_mcd_profile_t  *profile;
+
+    if (!v->valid) {
+        /* made of variables: known only per connection */
+        return NGX_OK;
+    }
+
+    profile = ngx_mcd_profile_find(check->cycle, v->data, v->len);
+
+    if (profile == NULL) {
+        check->bad.data = v->data;
+        check->bad.len = v->len;
+        return NGX_ERROR;
+    }
+
+    profile->used = 1;
+
+    if (profile->can_decrypt && check->decrypt == NULL) {
+        check->decrypt = profile;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
 {
+    ngx_stream_mcd_check_t         check;
     ngx_uint_t                     i;
     ngx_stream_mcd_srv_conf_t     *mscf;
     ngx_stream_core_srv_conf_t   **cscfp;
@@ -1010,7 +1074,32 @@ ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
             continue;
         }
 
+        ngx_memzero(&check, sizeof(ngx_stream_mcd_check_t));
+        check.cycle = cycle;
+
+        if (mscf->profile_value != NULL
+            && ngx_stream_mcd_values(cycle, &mscf->profile_name,
+                                     ngx_stream_mcd_check_value, &check)
+               == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "\"%V\" may be \"%V\", which names no "
+                          "mcd_fqdn_filter profile, in %s:%ui",
+                          &mscf->profile_name, &check.bad,
+                          mscf->profile_file, mscf->profile_line);
+            return NGX_ERROR;
+        }
+
         if (mscf->decrypt_pass.addr == NULL) {
+
+            if (check.decrypt != NULL) {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                              "mcd_fqdn_filter \"%V\" can decrypt, but "
+                              "the server of \"mcd_proxy\" in %s:%ui has no "
+                              "\"mcd_decrypt_pass\"", &check.decrypt->name,
+                              mscf->file, mscf->line);
+                return NGX_ERROR;
+            }
 
             if (mscf->profile != NULL && mscf->profile->can_decrypt) {
                 ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -1129,4 +1218,28 @@ ngx_stream_mcd_proxy_auth_user_file(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * the session's decision, once, in the shared counters: by mode, profile
+ * (none when it was refused before one was known), action and reason
+ */
+
+void
+ngx_stream_mcd_count(ngx_stream_session_t *s)
+{
+    ngx_stream_mcd_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mcd_module);
+
+    if (ctx == NULL || ctx->counted) {
+        return;
+    }
+
+    ctx->counted = 1;
+
+    ngx_mcd_metrics_decision(ctx->profile, ctx->conf->mode, ctx->action,
+                             ctx->reason);
+    ngx_mcd_metrics_outcome(ctx->reason);
 }

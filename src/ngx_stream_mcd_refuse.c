@@ -188,7 +188,8 @@ ngx_stream_mcd_refuse(ngx_stream_session_t *s, ngx_uint_t status,
         ngx_str_set(&host, "?");
     }
 
-    name = ctx->conf->profile ? &ctx->conf->profile->name : &host;
+    name = ctx->profile_name.len ? &ctx->profile_name
+           : ctx->conf->profile ? &ctx->conf->profile->name : &host;
 
     /* "%V" of { 0, NULL } would pass NULL to memcpy() */
 

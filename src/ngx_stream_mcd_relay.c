@@ -65,6 +65,8 @@ ngx_stream_mcd_connected(ngx_stream_session_t *s)
     ctx->state->connect_time = ngx_current_msec - ctx->connect_start;
     ctx->connected = 1;
 
+    ngx_mcd_metric_add(tunnels[ctx->conf->mode], 1);
+
     ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "mcd connected to %V", &ctx->upstream_addr);
 

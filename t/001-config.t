@@ -495,7 +495,8 @@ qr{\[emerg\] invalid value "sideways"}
 --- mcd_client
 my $d = $W->{dir};
 mcd_write_file("$d/ex/allow.txt", "partner.example\n");
-for my $f ('explicit', 'transparent', 'decrypt') {
+mcd_write_file("$d/ex/users.htpasswd", "alice:{PLAIN}secret\n");
+for my $f ('explicit', 'transparent', 'decrypt', 'groups') {
     my $text = mcd_slurp("$W->{root}/conf-examples/$f.conf");
     my ($mods) = $ENV{TEST_NGINX_LOAD_MODULES};
     my ($stream) = grep { /stream/ } split ' ', $mods;
@@ -503,6 +504,7 @@ for my $f ('explicit', 'transparent', 'decrypt') {
     $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
     $text =~ s{load_module modules/ngx_mcd_module\.so;}{$mcd ? "load_module $mcd;" : ''}e;
     $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};
+    $text =~ s{/etc/nginx/mcd/users\.htpasswd}{$d/ex/users.htpasswd};
     $text =~ s{/etc/nginx/mcd/gateway-ca\.(crt|key)}{$d/gwca.$1}g;
     $text =~ s{/etc/ssl/certs/ca-certificates\.crt}{$d/ca.crt};
     $text =~ s{listen 127\.0\.0\.1:8443}{listen 127.0.0.1:$W->{port2}};
