@@ -309,14 +309,14 @@ is $body, "policy: denied by policy\n", 'by policy';
 ($code, $body) = main::tunnel_from('127.0.0.3', 'www.allowed.test');
 is $code, '200', 'www.allowed.test allowed';
 is $body, "ping\n", 'through the tunnel';
-($code, $body) = main::tunnel_from('127.0.0.3', 'unlisted.test');
+($code, $body) = main::tunnel_from('127.0.0.3', 'example.test');
 is $code, '200', 'g_three\'s default allow';
-($code, $body) = main::tunnel_from('127.0.0.5', 'unlisted.test');
+($code, $body) = main::tunnel_from('127.0.0.5', 'example.test');
 is $code, '403', 'the geo default (g_one) for 127.0.0.5';
-like main::log_line('mcd.log', qr/^127\.0\.0\.3 .*fqdn=unlisted\.test /),
-    qr/^127\.0\.0\.3 200 action=allow fqdn=unlisted\.test rule=default profile=g_three /, 'g_three';
+like main::log_line('mcd.log', qr/^127\.0\.0\.3 .*fqdn=example\.test /),
+    qr/^127\.0\.0\.3 200 action=allow fqdn=example\.test rule=default profile=g_three /, 'g_three';
 like main::log_line('mcd.log', qr/^127\.0\.0\.5 /),
-    qr/^127\.0\.0\.5 403 action=deny fqdn=unlisted\.test rule=default profile=g_one reason=policy /, 'the default group';
+    qr/^127\.0\.0\.5 403 action=deny fqdn=example\.test rule=default profile=g_one reason=policy /, 'the default group';
 
 
 
@@ -568,3 +568,45 @@ stream {
         mcd_fqdn_filter $grp;
     }
 }
+
+
+
+=== TEST 15: nginx -t: a geo with "ranges" whose range value names no profile
+--- nginx_t
+mcd_fqdn_filter g_one { default deny; }
+stream {
+    geo $remote_addr $grp {
+        ranges;
+        default                g_one;
+        127.0.0.1-127.0.0.9    g_one;
+        127.0.0.10-127.0.0.20  range_nosuch;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_fqdn_filter $grp;
+    }
+}
+--- nginx_t_error eval
+qr/\[emerg\] "\$grp" may be "range_nosuch", which names no mcd_fqdn_filter profile, in \S+:\d+/
+
+
+
+=== TEST 16: nginx -t: a map with a regex key whose value names no profile
+--- nginx_t
+mcd_fqdn_filter g_one { default deny; }
+stream {
+    map $mcd_user $grp {
+        default     g_one;
+        ~^admin-    regex_nosuch;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_MCD_PORT;
+        mcd_proxy explicit;
+        mcd_proxy_auth "realm";
+        mcd_proxy_auth_user_file $TEST_NGINX_MCD_WORLD/users-groups;
+        mcd_fqdn_filter $grp;
+    }
+}
+--- nginx_t_error eval
+qr/\[emerg\] "\$grp" may be "regex_nosuch", which names no mcd_fqdn_filter profile, in \S+:\d+/
