@@ -498,6 +498,40 @@ ngx_mcd_hosts_lookup(ngx_cycle_t *cycle, ngx_str_t *fqdn)
 }
 
 
+/*
+ * a literal value of a map or geo that chooses the profile: it must name
+ * one (nginx -t); values made of variables are known only per connection
+ */
+
+ngx_int_t
+ngx_mcd_check_value(ngx_variable_value_t *v, void *data)
+{
+    ngx_mcd_check_t  *check = data;
+
+    ngx_mcd_profile_t  *profile;
+
+    if (!v->valid) {
+        return NGX_OK;
+    }
+
+    profile = ngx_mcd_profile_find(check->cycle, v->data, v->len);
+
+    if (profile == NULL) {
+        check->bad.data = v->data;
+        check->bad.len = v->len;
+        return NGX_ERROR;
+    }
+
+    profile->used = 1;
+
+    if (profile->can_decrypt && check->decrypt == NULL) {
+        check->decrypt = profile;
+    }
+
+    return NGX_OK;
+}
+
+
 /* a profile by name, for "mcd_fqdn_filter $variable" */
 
 ngx_mcd_profile_t *

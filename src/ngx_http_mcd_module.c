@@ -42,6 +42,8 @@ typedef struct {
     ngx_str_t                   profile_name;
     ngx_mcd_profile_t          *profile;           /* mcd_fqdn_filter */
     ngx_http_complex_value_t   *profile_value;     /* "$variable" */
+    u_char                     *profile_file;      /* of "$variable" */
+    ngx_uint_t                  profile_line;
     ngx_mcd_destination_t      *destination;
     ngx_array_t                *ports;             /* in_port_t */
 } ngx_http_mcd_srv_conf_t;
@@ -118,6 +120,7 @@ static ngx_int_t ngx_http_mcd_variable_reason(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_mcd_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_mcd_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mcd_init_module(ngx_cycle_t *cycle);
 static void *ngx_http_mcd_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -204,7 +207,7 @@ ngx_module_t  ngx_http_mcd_module = {
     ngx_http_mcd_commands,                 /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_mcd_init_module,              /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -1682,6 +1685,12 @@ ngx_http_mcd_preconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* note what "map" and "geo" blocks make, for "mcd_fqdn_filter $var" */
+
+    if (ngx_mcd_wrap_values(cf, NGX_MCD_VALUES_HTTP) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_mcd_proxy_index = -1;
 
     for (i = 0; cf->cycle->modules[i]; i++) {
@@ -1703,6 +1712,8 @@ ngx_http_mcd_init(ngx_conf_t *cf)
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
+    ngx_mcd_unwrap_values(NGX_MCD_VALUES_HTTP);
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
@@ -1714,6 +1725,56 @@ ngx_http_mcd_init(ngx_conf_t *cf)
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_mcd_header_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * the configuration is complete (also for "nginx -t"): every literal value
+ * of the map or geo behind an "mcd_fqdn_filter $variable" names a profile
+ */
+
+static ngx_int_t
+ngx_http_mcd_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    ngx_mcd_check_t              check;
+    ngx_http_mcd_srv_conf_t     *hmcf;
+    ngx_http_core_srv_conf_t   **cscfp;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    if (cmcf == NULL) {
+        return NGX_OK;
+    }
+
+    cscfp = cmcf->servers.elts;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+
+        hmcf = cscfp[i]->ctx->srv_conf[ngx_http_mcd_module.ctx_index];
+
+        if (hmcf->profile_value == NULL) {
+            continue;
+        }
+
+        ngx_memzero(&check, sizeof(ngx_mcd_check_t));
+        check.cycle = cycle;
+
+        if (ngx_mcd_values(cycle, NGX_MCD_VALUES_HTTP, &hmcf->profile_name,
+                           ngx_mcd_check_value, &check)
+            == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "\"%V\" may be \"%V\", which names no "
+                          "mcd_fqdn_filter profile, in %s:%ui",
+                          &hmcf->profile_name, &check.bad,
+                          hmcf->profile_file, hmcf->profile_line);
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -1785,6 +1846,8 @@ ngx_http_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
         conf->profile_name = prev->profile_name;
         conf->profile_value = prev->profile_value;
+        conf->profile_file = prev->profile_file;
+        conf->profile_line = prev->profile_line;
 
         if (conf->profile_value == NULL
             && ngx_mcd_add_profile_ref(cf, &conf->profile_name,
@@ -1942,6 +2005,9 @@ ngx_http_mcd_fqdn_filter(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    hmcf->profile_file = cf->conf_file->file.name.data;
+    hmcf->profile_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }

@@ -127,6 +127,29 @@ ngx_int_t ngx_mcd_basic_auth(ngx_pool_t *pool, ngx_mcd_users_t *users,
     u_char *value, size_t len, ngx_str_t *user, const char **detail);
 
 
+/* ngx_stream_mcd_values.c: the values of map and geo blocks, nginx -t */
+
+#define NGX_MCD_VALUES_STREAM     0
+#define NGX_MCD_VALUES_HTTP       1
+
+typedef ngx_int_t (*ngx_mcd_visit_pt)(ngx_variable_value_t *v, void *data);
+
+ngx_int_t ngx_mcd_wrap_values(ngx_conf_t *cf, ngx_uint_t kind);
+void ngx_mcd_unwrap_values(ngx_uint_t kind);
+ngx_int_t ngx_mcd_values(ngx_cycle_t *cycle, ngx_uint_t kind,
+    ngx_str_t *name, ngx_mcd_visit_pt visit, void *data);
+ngx_int_t ngx_mcd_check_value(ngx_variable_value_t *v, void *data);
+
+
+/* what ngx_mcd_check_value() found */
+
+typedef struct {
+    ngx_cycle_t              *cycle;
+    ngx_str_t                 bad;               /* names no profile */
+    ngx_mcd_profile_t        *decrypt;           /* the first that can */
+} ngx_mcd_check_t;
+
+
 extern ngx_module_t  ngx_mcd_module;
 extern ngx_str_t     ngx_mcd_modes[];
 

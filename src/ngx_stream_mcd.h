@@ -67,6 +67,8 @@ typedef struct {
     ngx_stream_mcd_pass_t        decrypt_pass;
     ngx_stream_mcd_pass_t        http_pass;
     ngx_str_t                    auth_realm;        /* mcd_proxy_auth */
+    u_char                      *auth_file;         /* where it is set */
+    ngx_uint_t                   auth_line;
     ngx_mcd_users_t             *auth_users;
 
     u_char                      *profile_file;      /* of "$variable" */
@@ -168,14 +170,6 @@ ngx_listening_t *ngx_stream_mcd_http_listener(ngx_cycle_t *cycle,
 
 void ngx_stream_mcd_retry(ngx_stream_session_t *s);
 
-/* ngx_stream_mcd_values.c */
-typedef ngx_int_t (*ngx_stream_mcd_visit_pt)(ngx_stream_variable_value_t *v,
-    void *data);
-
-ngx_int_t ngx_stream_mcd_wrap_values(ngx_conf_t *cf);
-void ngx_stream_mcd_unwrap_values(void);
-ngx_int_t ngx_stream_mcd_values(ngx_cycle_t *cycle, ngx_str_t *name,
-    ngx_stream_mcd_visit_pt visit, void *data);
 
 void ngx_stream_mcd_log(ngx_stream_session_t *s);
 void ngx_stream_mcd_count(ngx_stream_session_t *s);

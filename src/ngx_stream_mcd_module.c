@@ -665,7 +665,7 @@ ngx_stream_mcd_add_variables(ngx_conf_t *cf)
 
     /* note what "map" and "geo" blocks make, for "mcd_fqdn_filter $var" */
 
-    return ngx_stream_mcd_wrap_values(cf);
+    return ngx_mcd_wrap_values(cf, NGX_MCD_VALUES_STREAM);
 }
 
 
@@ -689,7 +689,7 @@ ngx_stream_mcd_init(ngx_conf_t *cf)
     ngx_stream_core_srv_conf_t   **cscfp;
     ngx_stream_core_main_conf_t   *cmcf;
 
-    ngx_stream_mcd_unwrap_values();
+    ngx_mcd_unwrap_values(NGX_MCD_VALUES_STREAM);
 
     module = NULL;
 
@@ -789,11 +789,14 @@ ngx_stream_mcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->auth_realm.data == NULL) {
         conf->auth_realm = prev->auth_realm;
+        conf->auth_file = prev->auth_file;
+        conf->auth_line = prev->auth_line;
     }
 
     if (conf->auth_realm.len && conf->auth_users == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"mcd_proxy_auth\" needs \"mcd_proxy_auth_user_file\"");
+                      "\"mcd_proxy_auth\" needs \"mcd_proxy_auth_user_file\" "
+                      "in %s:%ui", conf->auth_file, conf->auth_line);
         return NGX_CONF_ERROR;
     }
     ngx_conf_merge_ptr_value(conf->connect_ports, prev->connect_ports, NULL);
@@ -1009,49 +1012,10 @@ ngx_stream_mcd_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * mcd_http_pass must name a plain http listener with mcd_fqdn_filter
  */
 
-typedef struct {
-    ngx_cycle_t                   *cycle;
-    ngx_str_t                      bad;
-    ngx_mcd_profile_t             *decrypt;
-} ngx_stream_mcd_check_t;
-
-
-/* a value of a map or geo that chooses the profile */
-
-static ngx_int_t
-ngx_stream_mcd_check_value(ngx_stream_variable_value_t *v, void *data)
-{
-    ngx_stream_mcd_check_t  *check = data;
-
-    ngx_mcd_profile_t  *profile;
-
-    if (!v->valid) {
-        /* made of variables: known only per connection */
-        return NGX_OK;
-    }
-
-    profile = ngx_mcd_profile_find(check->cycle, v->data, v->len);
-
-    if (profile == NULL) {
-        check->bad.data = v->data;
-        check->bad.len = v->len;
-        return NGX_ERROR;
-    }
-
-    profile->used = 1;
-
-    if (profile->can_decrypt && check->decrypt == NULL) {
-        check->decrypt = profile;
-    }
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
 {
-    ngx_stream_mcd_check_t         check;
+    ngx_mcd_check_t                check;
     ngx_uint_t                     i;
     ngx_stream_mcd_srv_conf_t     *mscf;
     ngx_stream_core_srv_conf_t   **cscfp;
@@ -1074,12 +1038,13 @@ ngx_stream_mcd_init_module(ngx_cycle_t *cycle)
             continue;
         }
 
-        ngx_memzero(&check, sizeof(ngx_stream_mcd_check_t));
+        ngx_memzero(&check, sizeof(ngx_mcd_check_t));
         check.cycle = cycle;
 
         if (mscf->profile_value != NULL
-            && ngx_stream_mcd_values(cycle, &mscf->profile_name,
-                                     ngx_stream_mcd_check_value, &check)
+            && ngx_mcd_values(cycle, NGX_MCD_VALUES_STREAM,
+                              &mscf->profile_name, ngx_mcd_check_value,
+                              &check)
                == NGX_ERROR)
         {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -1190,6 +1155,8 @@ ngx_stream_mcd_proxy_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mscf->auth_realm = value[1];
+    mscf->auth_file = cf->conf_file->file.name.data;
+    mscf->auth_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }

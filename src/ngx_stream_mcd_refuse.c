@@ -49,6 +49,7 @@ ngx_stream_mcd_alert(ngx_mcd_reason_e reason)
     case NGX_MCD_REASON_DST_MISMATCH:
     case NGX_MCD_REASON_DST_BLOCKED:
     case NGX_MCD_REASON_LOOP:
+    case NGX_MCD_REASON_NO_PROFILE:
         return MCD_TLS_ALERT_ACCESS_DENIED;
 
     default: /* dns, connect, timeout, shutdown, overload, internal */

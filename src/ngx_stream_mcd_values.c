@@ -3,19 +3,21 @@
  * Copyright (C) ngx_mcd authors
  *
  * "mcd_fqdn_filter $group;": nginx -t checks that every literal value a
- * stream "map" or "geo" can give the variable names a profile.
+ * "map" or "geo" (stream or http) can give the variable names a profile.
  *
  * nginx keeps what a map or geo block made in its modules' private
- * structures and gives no way to list a variable's values.  So, while the
- * stream block is read, the "map" and "geo" directives are wrapped: after
- * nginx's own handler built the block, the wrapper notes which variable it
- * made and the data nginx attached to it.  At the end of the configuration
- * the values are read out of that data: a map's exact, wildcard and regex
- * hashes and its default; a geo's radix trees (CIDR) or ranges and its
- * default.  The layouts used are those of nginx 1.22 to the current
- * mainline, declared below; the wrappers are removed when the stream block
- * ends (or when a configuration that failed is thrown away), so nginx's
- * command table never points into a module that may be unloaded.
+ * structures and gives no way to list a variable's values.  So, while a
+ * stream or http block is read, its "map" and "geo" directives are
+ * wrapped: after nginx's own handler built the block, the wrapper notes
+ * which variable it made and the data nginx attached to it.  At the end
+ * of the configuration the values are read out of that data: a map's
+ * exact, wildcard and regex hashes and its default; a geo's radix trees
+ * (CIDR) or ranges and its default.  The layouts used are those of nginx
+ * 1.22 to the current mainline, declared below; they are the same in
+ * stream and http (http's geo has more fields after the ones read).  The
+ * wrappers are removed when the block ends (or when a configuration that
+ * failed is thrown away), so nginx's command tables never point into a
+ * module that may be unloaded.
  */
 
 
@@ -25,21 +27,25 @@
 
 #include "ngx_stream_mcd.h"
 
+#if (NGX_HTTP_SSL)
+#include <ngx_http.h>
+#endif
 
-/* ngx_stream_map_module.c's ngx_stream_map_ctx_t */
+
+/* ngx_{stream,http}_map_module.c's ngx_*_map_ctx_t */
 
 typedef struct {
     ngx_stream_map_t                 map;
     ngx_stream_complex_value_t       value;
-    ngx_stream_variable_value_t     *default_value;
+    ngx_variable_value_t            *default_value;
     ngx_uint_t                       hostnames;
 } ngx_stream_mcd_map_ctx_t;
 
 
-/* ngx_stream_geo_module.c's ngx_stream_geo_range_t and ctx */
+/* ngx_{stream,http}_geo_module.c's ngx_*_geo_range_t and ctx */
 
 typedef struct {
-    ngx_stream_variable_value_t     *value;
+    ngx_variable_value_t            *value;
     u_short                          start;
     u_short                          end;
 } ngx_stream_mcd_geo_range_t;
@@ -56,11 +62,9 @@ typedef struct {
 
         struct {
             ngx_stream_mcd_geo_range_t  **low;
-            ngx_stream_variable_value_t  *default_value;
+            ngx_variable_value_t         *default_value;
         } high;
     } u;
-
-    ngx_int_t                        index;
 } ngx_stream_mcd_geo_ctx_t;
 
 
@@ -71,32 +75,60 @@ typedef struct {
 } ngx_stream_mcd_made_t;
 
 
+typedef char *(*ngx_stream_mcd_set_pt)(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+typedef struct {
+    char                            *map_module;
+    char                            *geo_module;
+    ngx_stream_mcd_set_pt            map_wrap;
+    ngx_stream_mcd_set_pt            geo_wrap;
+    ngx_command_t                   *map_cmd;
+    ngx_command_t                   *geo_cmd;
+    ngx_stream_mcd_set_pt            map_set;
+    ngx_stream_mcd_set_pt            geo_set;
+    ngx_array_t                     *made;          /* ngx_stream_mcd_made_t */
+} ngx_stream_mcd_kind_t;
+
+
+static ngx_command_t *ngx_stream_mcd_find_command(ngx_cycle_t *cycle,
+    char *module, char *name);
 static char *ngx_stream_mcd_map(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_mcd_geo(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_uint_t geo);
+static char *ngx_stream_mcd_http_map(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mcd_http_geo(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mcd_wrapped(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf, ngx_uint_t kind, ngx_uint_t geo);
+static char *ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *var,
+    ngx_uint_t kind, ngx_uint_t geo);
 static void ngx_stream_mcd_unwrap(void *data);
-static ngx_int_t ngx_stream_mcd_walk_hash(ngx_hash_t *hash,
-    ngx_stream_mcd_visit_pt visit, void *data);
-static ngx_int_t ngx_stream_mcd_walk_wc(ngx_hash_wildcard_t *hwc,
-    ngx_stream_mcd_visit_pt visit, void *data);
-static ngx_int_t ngx_stream_mcd_walk_radix(ngx_radix_node_t *node,
-    ngx_stream_mcd_visit_pt visit, void *data);
 static ngx_int_t ngx_stream_mcd_walk(ngx_cycle_t *cycle,
-    ngx_stream_mcd_made_t *made, ngx_stream_mcd_visit_pt visit, void *data);
+    ngx_stream_mcd_made_t *made, ngx_mcd_visit_pt visit, void *data);
+static ngx_int_t ngx_stream_mcd_walk_hash(ngx_hash_t *hash,
+    ngx_mcd_visit_pt visit, void *data);
+static ngx_int_t ngx_stream_mcd_walk_wc(ngx_hash_wildcard_t *hwc,
+    ngx_mcd_visit_pt visit, void *data);
+static ngx_int_t ngx_stream_mcd_walk_radix(ngx_radix_node_t *node,
+    ngx_mcd_visit_pt visit, void *data);
 
 
-static ngx_command_t  *ngx_stream_mcd_map_cmd;
-static ngx_command_t  *ngx_stream_mcd_geo_cmd;
-static char *(*ngx_stream_mcd_map_set)(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *(*ngx_stream_mcd_geo_set)(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static ngx_stream_mcd_kind_t  ngx_stream_mcd_kinds[] = {
 
-/* what the blocks of the configuration being read made */
-static ngx_array_t    *ngx_stream_mcd_made_list;
+    /* NGX_MCD_VALUES_STREAM */
+    { "ngx_stream_map_module", "ngx_stream_geo_module",
+      ngx_stream_mcd_map, ngx_stream_mcd_geo,
+      NULL, NULL, NULL, NULL, NULL },
+
+    /* NGX_MCD_VALUES_HTTP */
+    { "ngx_http_map_module", "ngx_http_geo_module",
+      ngx_stream_mcd_http_map, ngx_stream_mcd_http_geo,
+      NULL, NULL, NULL, NULL, NULL }
+};
 
 
 static ngx_command_t *
@@ -122,16 +154,18 @@ ngx_stream_mcd_find_command(ngx_cycle_t *cycle, char *module, char *name)
 }
 
 
-/* at the start of the stream block */
+/* at the start of a stream or http block */
 
 ngx_int_t
-ngx_stream_mcd_wrap_values(ngx_conf_t *cf)
+ngx_mcd_wrap_values(ngx_conf_t *cf, ngx_uint_t kind)
 {
-    ngx_pool_cleanup_t  *cln;
+    ngx_pool_cleanup_t     *cln;
+    ngx_stream_mcd_kind_t  *k;
 
-    ngx_stream_mcd_made_list = ngx_array_create(cf->pool, 4,
-                                                sizeof(ngx_stream_mcd_made_t));
-    if (ngx_stream_mcd_made_list == NULL) {
+    k = &ngx_stream_mcd_kinds[kind];
+
+    k->made = ngx_array_create(cf->pool, 4, sizeof(ngx_stream_mcd_made_t));
+    if (k->made == NULL) {
         return NGX_ERROR;
     }
 
@@ -141,59 +175,77 @@ ngx_stream_mcd_wrap_values(ngx_conf_t *cf)
     }
 
     cln->handler = ngx_stream_mcd_unwrap;
-    cln->data = NULL;
+    cln->data = k;
 
-    ngx_stream_mcd_map_cmd = ngx_stream_mcd_find_command(cf->cycle,
-                                                  "ngx_stream_map_module",
-                                                  "map");
-    ngx_stream_mcd_geo_cmd = ngx_stream_mcd_find_command(cf->cycle,
-                                                  "ngx_stream_geo_module",
-                                                  "geo");
+    k->map_cmd = ngx_stream_mcd_find_command(cf->cycle, k->map_module, "map");
+    k->geo_cmd = ngx_stream_mcd_find_command(cf->cycle, k->geo_module, "geo");
 
-    if (ngx_stream_mcd_map_cmd
-        && ngx_stream_mcd_map_cmd->set != ngx_stream_mcd_map)
-    {
-        ngx_stream_mcd_map_set = ngx_stream_mcd_map_cmd->set;
-        ngx_stream_mcd_map_cmd->set = ngx_stream_mcd_map;
+    if (k->map_cmd && k->map_cmd->set != k->map_wrap) {
+        k->map_set = k->map_cmd->set;
+        k->map_cmd->set = k->map_wrap;
     }
 
-    if (ngx_stream_mcd_geo_cmd
-        && ngx_stream_mcd_geo_cmd->set != ngx_stream_mcd_geo)
-    {
-        ngx_stream_mcd_geo_set = ngx_stream_mcd_geo_cmd->set;
-        ngx_stream_mcd_geo_cmd->set = ngx_stream_mcd_geo;
+    if (k->geo_cmd && k->geo_cmd->set != k->geo_wrap) {
+        k->geo_set = k->geo_cmd->set;
+        k->geo_cmd->set = k->geo_wrap;
     }
 
     return NGX_OK;
 }
 
 
-/* at the end of the stream block, and when the cycle's pool goes */
+/* at the end of the block, and when the configuration's pool goes */
 
 void
-ngx_stream_mcd_unwrap_values(void)
+ngx_mcd_unwrap_values(ngx_uint_t kind)
 {
-    ngx_stream_mcd_unwrap(NULL);
+    ngx_stream_mcd_unwrap(&ngx_stream_mcd_kinds[kind]);
 }
 
 
 static void
 ngx_stream_mcd_unwrap(void *data)
 {
-    if (ngx_stream_mcd_map_cmd
-        && ngx_stream_mcd_map_cmd->set == ngx_stream_mcd_map)
-    {
-        ngx_stream_mcd_map_cmd->set = ngx_stream_mcd_map_set;
+    ngx_stream_mcd_kind_t  *k = data;
+
+    if (k->map_cmd && k->map_cmd->set == k->map_wrap) {
+        k->map_cmd->set = k->map_set;
     }
 
-    if (ngx_stream_mcd_geo_cmd
-        && ngx_stream_mcd_geo_cmd->set == ngx_stream_mcd_geo)
-    {
-        ngx_stream_mcd_geo_cmd->set = ngx_stream_mcd_geo_set;
+    if (k->geo_cmd && k->geo_cmd->set == k->geo_wrap) {
+        k->geo_cmd->set = k->geo_set;
     }
 
-    ngx_stream_mcd_map_cmd = NULL;
-    ngx_stream_mcd_geo_cmd = NULL;
+    k->map_cmd = NULL;
+    k->geo_cmd = NULL;
+}
+
+
+static char *
+ngx_stream_mcd_map(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_stream_mcd_wrapped(cf, cmd, conf, NGX_MCD_VALUES_STREAM, 0);
+}
+
+
+static char *
+ngx_stream_mcd_geo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_stream_mcd_wrapped(cf, cmd, conf, NGX_MCD_VALUES_STREAM, 1);
+}
+
+
+static char *
+ngx_stream_mcd_http_map(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_stream_mcd_wrapped(cf, cmd, conf, NGX_MCD_VALUES_HTTP, 0);
+}
+
+
+static char *
+ngx_stream_mcd_http_geo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_stream_mcd_wrapped(cf, cmd, conf, NGX_MCD_VALUES_HTTP, 1);
 }
 
 
@@ -203,68 +255,71 @@ ngx_stream_mcd_unwrap(void *data)
  */
 
 static char *
-ngx_stream_mcd_map(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_stream_mcd_wrapped(ngx_conf_t *cf, ngx_command_t *cmd, void *conf,
+    ngx_uint_t kind, ngx_uint_t geo)
 {
-    char       *rv;
-    ngx_str_t   name, *value;
+    char                   *rv;
+    ngx_str_t               name, *value;
+    ngx_stream_mcd_kind_t  *k;
+
+    k = &ngx_stream_mcd_kinds[kind];
 
     value = cf->args->elts;
     name = value[cf->args->nelts - 1];
 
-    rv = ngx_stream_mcd_map_set(cf, cmd, conf);
+    rv = geo ? k->geo_set(cf, cmd, conf) : k->map_set(cf, cmd, conf);
 
     if (rv != NGX_CONF_OK) {
         return rv;
     }
 
-    return ngx_stream_mcd_made(cf, &name, 0);
+    return ngx_stream_mcd_made(cf, &name, kind, geo);
 }
 
 
 static char *
-ngx_stream_mcd_geo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *var, ngx_uint_t kind,
+    ngx_uint_t geo)
 {
-    char       *rv;
-    ngx_str_t   name, *value;
-
-    value = cf->args->elts;
-    name = value[cf->args->nelts - 1];
-
-    rv = ngx_stream_mcd_geo_set(cf, cmd, conf);
-
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    return ngx_stream_mcd_made(cf, &name, 1);
-}
-
-
-static char *
-ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *var, ngx_uint_t geo)
-{
+    void                         *data;
     ngx_str_t                     name;
     ngx_uint_t                    i;
     ngx_hash_key_t               *key;
-    ngx_stream_variable_t        *v;
+    ngx_hash_keys_arrays_t       *keys;
     ngx_stream_mcd_made_t        *made;
-    ngx_stream_core_main_conf_t  *cmcf;
+    ngx_stream_mcd_kind_t        *k;
+    ngx_stream_core_main_conf_t  *scmcf;
+#if (NGX_HTTP_SSL)
+    ngx_http_core_main_conf_t    *hcmcf;
+#endif
 
+    k = &ngx_stream_mcd_kinds[kind];
     name = *var;
 
-    if (name.len < 2 || name.data[0] != '$' || ngx_stream_mcd_made_list == NULL)
-    {
+    if (name.len < 2 || name.data[0] != '$' || k->made == NULL) {
         return NGX_CONF_OK;
     }
 
     name.data++;
     name.len--;
 
-    cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+    if (kind == NGX_MCD_VALUES_STREAM) {
+        scmcf = ngx_stream_conf_get_module_main_conf(cf,
+                                                     ngx_stream_core_module);
+        keys = scmcf->variables_keys;
 
-    key = cmcf->variables_keys->keys.elts;
+    } else {
+#if (NGX_HTTP_SSL)
+        hcmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+        keys = hcmcf->variables_keys;
+#else
+        return NGX_CONF_OK;
+#endif
+    }
 
-    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+    key = keys->keys.elts;
+
+    for (i = 0; i < keys->keys.nelts; i++) {
 
         if (key[i].key.len != name.len
             || ngx_strncasecmp(key[i].key.data, name.data, name.len) != 0)
@@ -272,16 +327,32 @@ ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *var, ngx_uint_t geo)
             continue;
         }
 
-        v = key[i].value;
+        /* the variable: ngx_stream_variable_t or ngx_http_variable_t */
 
-        made = ngx_array_push(ngx_stream_mcd_made_list);
+        if (kind == NGX_MCD_VALUES_STREAM) {
+            data = (void *) ((ngx_stream_variable_t *) key[i].value)->data;
+
+        } else {
+#if (NGX_HTTP_SSL)
+            data = (void *) ((ngx_http_variable_t *) key[i].value)->data;
+#else
+            return NGX_CONF_OK;
+#endif
+        }
+
+        made = ngx_array_push(k->made);
         if (made == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        made->name = v->name;
+        made->name.len = name.len;
+        made->name.data = ngx_pstrdup(cf->pool, &name);
+        if (made->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
         made->geo = geo;
-        made->data = (void *) v->data;
+        made->data = data;
 
         break;
     }
@@ -293,21 +364,22 @@ ngx_stream_mcd_made(ngx_conf_t *cf, ngx_str_t *var, ngx_uint_t geo)
 /* the values of the map or geo that makes "$name", NGX_DECLINED if none */
 
 ngx_int_t
-ngx_stream_mcd_values(ngx_cycle_t *cycle, ngx_str_t *name,
-    ngx_stream_mcd_visit_pt visit, void *data)
+ngx_mcd_values(ngx_cycle_t *cycle, ngx_uint_t kind, ngx_str_t *name,
+    ngx_mcd_visit_pt visit, void *data)
 {
     ngx_uint_t              i;
+    ngx_array_t            *list;
     ngx_stream_mcd_made_t  *made;
 
-    if (ngx_stream_mcd_made_list == NULL || name->len < 2
-        || name->data[0] != '$')
-    {
+    list = ngx_stream_mcd_kinds[kind].made;
+
+    if (list == NULL || name->len < 2 || name->data[0] != '$') {
         return NGX_DECLINED;
     }
 
-    made = ngx_stream_mcd_made_list->elts;
+    made = list->elts;
 
-    for (i = ngx_stream_mcd_made_list->nelts; i > 0; i--) {
+    for (i = list->nelts; i > 0; i--) {
 
         /* the last block that made the variable is the one in force */
 
@@ -326,7 +398,7 @@ ngx_stream_mcd_values(ngx_cycle_t *cycle, ngx_str_t *name,
 
 static ngx_int_t
 ngx_stream_mcd_walk(ngx_cycle_t *cycle, ngx_stream_mcd_made_t *made,
-    ngx_stream_mcd_visit_pt visit, void *data)
+    ngx_mcd_visit_pt visit, void *data)
 {
     ngx_uint_t                    i;
     ngx_radix_tree_t             *tree;
@@ -416,7 +488,7 @@ ngx_stream_mcd_walk(ngx_cycle_t *cycle, ngx_stream_mcd_made_t *made,
 
 
 static ngx_int_t
-ngx_stream_mcd_walk_hash(ngx_hash_t *hash, ngx_stream_mcd_visit_pt visit,
+ngx_stream_mcd_walk_hash(ngx_hash_t *hash, ngx_mcd_visit_pt visit,
     void *data)
 {
     ngx_uint_t       i;
@@ -450,7 +522,7 @@ ngx_stream_mcd_walk_hash(ngx_hash_t *hash, ngx_stream_mcd_visit_pt visit,
  */
 
 static ngx_int_t
-ngx_stream_mcd_walk_wc(ngx_hash_wildcard_t *hwc, ngx_stream_mcd_visit_pt visit,
+ngx_stream_mcd_walk_wc(ngx_hash_wildcard_t *hwc, ngx_mcd_visit_pt visit,
     void *data)
 {
     void                 *value;
@@ -504,14 +576,14 @@ ngx_stream_mcd_walk_wc(ngx_hash_wildcard_t *hwc, ngx_stream_mcd_visit_pt visit,
 
 static ngx_int_t
 ngx_stream_mcd_walk_radix(ngx_radix_node_t *node,
-    ngx_stream_mcd_visit_pt visit, void *data)
+    ngx_mcd_visit_pt visit, void *data)
 {
     if (node == NULL) {
         return NGX_OK;
     }
 
     if (node->value != NGX_RADIX_NO_VALUE
-        && visit((ngx_stream_variable_value_t *) node->value, data) != NGX_OK)
+        && visit((ngx_variable_value_t *) node->value, data) != NGX_OK)
     {
         return NGX_ERROR;
     }
