@@ -29,6 +29,8 @@
 #     name (every connection a new name: a certificate minted) against
 #     the cached case (100 names, all in the cache), on one gateway;
 #   - proxy memory (RSS) per idle tunnel with 1,000 and 10,000 open;
+#   - a certificate minted and a first-sight handshake without the
+#     network (bench/mint-bench.c, "--skip mint" leaves it out);
 #   - the FQDN filter: lookup cost at 10 / 10,000 / 1,000,000 patterns, and
 #     load time and memory of a 1,000,000-line list at "nginx -t";
 #   - the drip case (issue 7): worker CPU per KB of a CONNECT head and of a
@@ -943,6 +945,25 @@ for my $p (@peers) {
 load_cached(path => '/small.txt', concurrency => 16, duration => 1);
 load_first_sight(path => '/small.txt', concurrency => 16, duration => 1);
 
+# two runs of the same case as one: counts and CPU summed, rates over the
+# summed time, latencies of the first
+sub merge_runs {
+    my ($a, @more) = @_;
+    my %m = %$a;
+    for my $b (@more) {
+        $m{$_} += $b->{$_} // 0
+            for qw(connections requests cpu_s elapsed_s errors_total
+                   body_bytes names_used);
+        $m{names_wrapped} ||= $b->{names_wrapped};
+    }
+    if ($m{elapsed_s}) {
+        $m{connections_per_s} = $m{connections} / $m{elapsed_s};
+        $m{requests_per_s} = $m{requests} / $m{elapsed_s};
+    }
+    $m{parts} = [ $a, @more ];
+    return \%m;
+}
+
 sub conn_line {
     my ($round, $p, $r) = @_;
     say sprintf("round %d %-12s conn:  %8.1f conn/s  cpu %.2fs  "
@@ -966,11 +987,20 @@ for my $round (1 .. $opt{rounds}) {
         push @{ $ka{$p} }, $r;
         conn_line($round, "$p-ka", $r);
     }
-    # alternate the order of the two name cases from round to round
-    for my $case ($round % 2 ? ('cached', 'first') : ('first', 'cached')) {
+    # the two name cases in A-B-B-A order, half the duration each (a
+    # drift of the machine's load during the round cancels out), the order
+    # swapped from round to round; a round's figure is the two halves'
+    # sum
+    my %part;
+    my @order = $round % 2 ? ('cached', 'first') : ('first', 'cached');
+    for my $case (@order, reverse @order) {
         my %o = (path => '/small.txt', concurrency => 32,
-                 duration => $opt{duration});
+                 duration => $opt{duration} / 2);
         my $r = $case eq 'first' ? load_first_sight(%o) : load_cached(%o);
+        push @{ $part{$case} }, $r;
+    }
+    for my $case ('cached', 'first') {
+        my $r = merge_runs(@{ $part{$case} });
         push @{ $names{$case} }, $r;
         conn_line($round, "names-$case", $r);
     }
@@ -1070,6 +1100,23 @@ unless ($skip{memory}) {
 }
 
 stop_all() unless $opt{keep};
+
+# what a first-sight name costs, without the network: mint-bench (see
+# bench/mint-bench.c) with the gateway CA of the run
+
+my $mint;
+unless ($skip{mint}) {
+    my $bin = "$Out/mint-bench";
+    run("cc -std=c99 -D_GNU_SOURCE -O2 -I$Root/src $Root/src/mcd_cert.c "
+        . "$Root/bench/mint-bench.c -lssl -lcrypto -o $bin");
+    my $out = run("taskset -c $CoreProxy $bin --ca $W/gwca.crt "
+                  . "--key $W/gwca.key "
+                  . ($opt{smoke} ? '--n 200 --rounds 1' : '--n 2000 --rounds 5'));
+    print $out;
+    my ($line) = grep { /^\{/ } split /\n/, $out;
+    $mint = decode_json($line);
+    $mint->{text} = join "\n", grep { !/^\{/ } split /\n/, $out;
+}
 
 # the filter: lookup cost, and a 1,000,000-line list at nginx -t
 
@@ -1226,6 +1273,18 @@ if (%mem) {
                 $m->{busy_kb}, fmt($m->{per_tunnel_kb}, '%.2f');
         }
     }
+}
+
+if ($mint) {
+    my $per = $sum2{'names-cached'} && $sum2{'names-cached'}{cpu_per_1000};
+    $md .= "\n```\n$mint->{text}\n```\n";
+    $md .= sprintf("\nA first-sight name adds %.0f us to the server side of "
+                   . "a handshake (mint %.0f us); the cached case costs the "
+                   . "gateway %.0f us per session in this run: %.2fx "
+                   . "expected.\n", $mint->{hs_extra_us}, $mint->{mint_us},
+                   1000 * $per, 1 + $mint->{hs_extra_us} / (1000 * $per))
+        if $per;
+    $res{mint} = $mint;
 }
 
 if ($drip) {
