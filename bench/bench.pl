@@ -5,11 +5,15 @@
 #
 #   bench/bench.pl [--smoke] [--rounds N] [--duration S] [--out DIR]
 #                  [--skip memory,filter,squid,drip] [--mcd 'directives;']
+#                  [--keepalive-requests R]
+#   bench/bench.pl --decrypt [--smoke] [--rounds N] ...
 #   bench/bench.pl --drip [--smoke] [--drip-rounds N] [--drip-sizes A,B]
 #                  [--drip-parallel N]
 #
 # --mcd adds directives to the ngx_mcd servers (e.g. 'mcd_splice off;').
 # --drip runs only the drip case (see drip_bench below).
+# --decrypt runs only the decryption peers (terminate, decrypt, tdecrypt,
+# the keep-alive and first-sight cases, Squid SslBump unless --skip squid).
 #
 # Run by "make bench" (bench/run.sh) after the build. Prints a table and
 # writes DIR/results.json and DIR/results.md.
@@ -19,7 +23,14 @@
 #     /proc) per 1,000 connections, each a full TLS 1.3 handshake (ECDSA
 #     P-256) and one small GET, next to connections/s;
 #   - 10 MiB bodies: MB/s and proxy CPU seconds per GB;
+#   - decryption (against nginx terminating TLS, "terminate"): CPU per
+#     1,000 new sessions, explicit and transparent; CPU per request with
+#     keep-alive (R requests per connection); the cost of a first-sight
+#     name (every connection a new name: a certificate minted) against
+#     the cached case (100 names, all in the cache), on one gateway;
 #   - proxy memory (RSS) per idle tunnel with 1,000 and 10,000 open;
+#   - a certificate minted and a first-sight handshake without the
+#     network (bench/mint-bench.c, "--skip mint" leaves it out);
 #   - the FQDN filter: lookup cost at 10 / 10,000 / 1,000,000 patterns, and
 #     load time and memory of a 1,000,000-line list at "nginx -t";
 #   - the drip case (issue 7): worker CPU per KB of a CONNECT head and of a
@@ -48,7 +59,8 @@ my %opt = (rounds => 5, duration => 10, bulk_duration => 10,
            out => "$Root/bench/out", skip => '');
 GetOptions(\%opt, 'smoke', 'rounds=i', 'duration=i', 'bulk_duration=i',
            'out=s', 'skip=s', 'keep', 'mcd=s', 'drip', 'drip-rounds=i',
-           'drip-sizes=s', 'drip-parallel=i') or die "bad options\n";
+           'drip-sizes=s', 'drip-parallel=i', 'decrypt',
+           'keepalive-requests=i') or die "bad options\n";
 
 if ($opt{smoke}) {
     $opt{rounds} = 1;
@@ -57,6 +69,19 @@ if ($opt{smoke}) {
 }
 
 my %skip = map { $_ => 1 } split /,/, $opt{skip};
+$skip{$_} = 1 for $opt{decrypt} ? qw(memory filter drip) : ();
+
+# keep-alive: requests per connection
+my $KaRequests = $opt{'keepalive-requests'} // ($opt{smoke} ? 20 : 100);
+
+# first-sight names: n0.example.test, n1... (each used once in the whole
+# run), against c0 .. c99.example.test (the cached case: all in the cache)
+my $CachedNames = 100;
+my $NamesMax = $opt{smoke} ? 20000
+             : 5000 + $opt{rounds} * ($opt{duration} + 3) * 1500;
+my $NamesNext = 0;
+
+my %Want;    # the proxies to start (see the main part)
 
 my $Nginx = '/usr/sbin/nginx';
 my $Load = "$Root/bench/loadgen/mcd-load";
@@ -77,7 +102,9 @@ my %Port = (origin => 443, preread => 9101, transparent => 9102,
             explicit => 9103, squid => 9104, terminate => 9105,
             bump => 9106, splice => 9107, drip_explicit => 9108,
             drip_transparent => 9109, decrypt => 9110,
-            decrypt_intercept => 9111);
+            decrypt_intercept => 9111, tdecrypt => 9112,
+            tdecrypt_intercept => 9113, names => 9114,
+            names_intercept => 9115);
 
 # the destination guard (issue 7): once the module has mcd_destination,
 # every ngx_mcd server that connects to the loopback origin must allow it
@@ -138,7 +165,8 @@ sub make_world {
         . "-addext 'keyUsage=critical,keyCertSign'");
     run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
         . "-keyout $W/origin.key -out $W/origin.csr -subj '/CN=origin.test'");
-    write_file("$W/ext", "subjectAltName=DNS:origin.test\n");
+    # *.example.test: the names of the first-sight case
+    write_file("$W/ext", "subjectAltName=DNS:origin.test,DNS:*.example.test\n");
     run("openssl x509 -req -in $W/origin.csr -CA $W/ca.crt -CAkey $W/ca.key "
         . "-CAcreateserial -out $W/origin.crt -days 30 -extfile $W/ext");
 
@@ -149,6 +177,13 @@ sub make_world {
     close $fh;
 
     write_file("$W/hosts", "127.0.0.1 origin.test\n");
+
+    # the first-sight gateway's: the cached names and every first-sight one
+    open $fh, '>', "$W/hosts-names" or die;
+    print $fh "127.0.0.1 origin.test\n";
+    print $fh "127.0.0.1 c$_.example.test\n" for 0 .. $CachedNames - 1;
+    print $fh "127.0.0.1 n$_.example.test\n" for 0 .. $NamesMax - 1;
+    close $fh;
 
     # Squid's SslBump CA; clients of the bumping peer trust both CAs
     run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
@@ -227,7 +262,7 @@ my $StreamLog = q{log_format b '$remote_addr [$time_local] $status $bytes_sent $
 sub start_proxies {
     # the baseline: plain nginx stream, ssl_preread + map + proxy_pass
 
-    nginx_conf('preread', <<"EOF", modules => [$Stream]);
+    nginx_conf('preread', <<"EOF", modules => [$Stream]) if $Want{preread};
 stream {
     log_format b '\$remote_addr \$ssl_preread_server_name \$upstream_addr '
                  '\$status \$bytes_sent \$bytes_received \$session_time';
@@ -243,13 +278,13 @@ stream {
     }
 }
 EOF
-    start_nginx('preread', $CoreProxy);
+    start_nginx('preread', $CoreProxy) if $Want{preread};
 
     # the decryption baseline: nginx terminating TLS with a static
     # certificate, proxy_pass https to the origin (verified, SNI), a new
     # upstream TLS session per connection like a variable proxy_pass
 
-    nginx_conf('terminate', <<"EOF");
+    nginx_conf('terminate', <<"EOF") if $Want{terminate};
 http {
     log_format b '\$remote_addr \$ssl_server_name \$upstream_addr \$status '
                  '\$body_bytes_sent \$request_time';
@@ -280,7 +315,7 @@ http {
     }
 }
 EOF
-    start_nginx('terminate', $CoreProxy);
+    start_nginx('terminate', $CoreProxy) if $Want{terminate};
 
     my $mcd = <<"EOF";
 mcd_hosts_file $W/hosts;
@@ -304,7 +339,7 @@ EOF
 
     # "splice": explicit mode with the zero-copy relay (mcd_splice on)
 
-    for my $name ('transparent', 'explicit', 'splice') {
+    for my $name (grep { $Want{$_} } 'transparent', 'explicit', 'splice') {
         my $mode = $name eq 'splice' ? 'explicit' : $name;
         (my $c = $mcd) =~ s/MODE/$mode/;
         $c =~ s/PORT/$Port{$name}/;
@@ -318,40 +353,68 @@ EOF
     # "decrypt": explicit mode, every connection decrypted: the front door
     # hands it to an mcd_intercept server (a certificate minted for the
     # name, then cached), which re-encrypts to the verified origin like
-    # "terminate" does
+    # "terminate" does; "tdecrypt": the same behind the transparent front
+    # door (the client's SNI decides); "names": explicit, "decrypt
+    # .example.test", a hosts file with every name the first-sight case
+    # uses, the default certificate cache (1,000 per worker, said
+    # explicitly)
 
-    nginx_conf('decrypt', <<"EOF", modules => [$Stream, $Module]);
-mcd_hosts_file $W/hosts;
+    decrypt_gateway('decrypt', 'explicit', "$W/hosts",
+                    'decrypt origin.test;', '') if $Want{decrypt};
+    decrypt_gateway('tdecrypt', 'transparent', "$W/hosts",
+                    'decrypt origin.test;', '') if $Want{tdecrypt};
+    decrypt_gateway('names', 'explicit', "$W/hosts-names",
+                    'decrypt .example.test;',
+                    'mcd_certificate_cache max=1000 valid=1d;')
+        if $Want{names};
+
+    wait_port($Port{$_}) for grep { $Want{$_} }
+        qw(preread transparent explicit splice terminate decrypt tdecrypt
+           names);
+
+    unless ($skip{squid}) {
+        start_squid('squid') if $Want{squid};
+        start_squid('bump') if $Want{bump};
+    }
+}
+
+sub decrypt_gateway {
+    my ($name, $mode, $hosts, $rule, $core) = @_;
+    my $ip = "${name}_intercept";
+
+    nginx_conf($name, <<"EOF", modules => [$Stream, $Module]);
+mcd_hosts_file $hosts;
 mcd_ca_certificate     $W/gwca.crt;
 mcd_ca_certificate_key $W/gwca.key;
+$core
 mcd_fqdn_filter bench {
     default deny;
-    decrypt origin.test;
+    $rule
 }
 stream {
     log_format m '\$remote_addr \$mcd_fqdn \$mcd_upstream_addr \$status '
                  '\$bytes_sent \$bytes_received \$session_time';
-    access_log $W/decrypt/logs/stream.log m buffer=64k;
+    access_log $W/$name/logs/stream.log m buffer=64k;
     server {
-        listen 127.0.0.1:$Port{decrypt} backlog=4096;
-        mcd_proxy explicit;
+        listen 127.0.0.1:$Port{$name} backlog=4096;
+        mcd_proxy $mode;
         mcd_fqdn_filter bench;
         mcd_connect_ports $Port{origin};
-        mcd_decrypt_pass 127.0.0.1:$Port{decrypt_intercept};
+        mcd_decrypt_pass 127.0.0.1:$Port{$ip};
         $Guard
     }
 }
 http {
     log_format b '\$remote_addr \$mcd_fqdn \$upstream_addr \$status '
                  '\$body_bytes_sent \$request_time';
-    access_log $W/decrypt/logs/access.log b buffer=64k;
-    client_body_temp_path $W/decrypt/tmp;
-    proxy_temp_path $W/decrypt/tmp;
-    fastcgi_temp_path $W/decrypt/tmp;
-    uwsgi_temp_path $W/decrypt/tmp;
-    scgi_temp_path $W/decrypt/tmp;
+    access_log $W/$name/logs/access.log b buffer=64k;
+    client_body_temp_path $W/$name/tmp;
+    proxy_temp_path $W/$name/tmp;
+    fastcgi_temp_path $W/$name/tmp;
+    uwsgi_temp_path $W/$name/tmp;
+    scgi_temp_path $W/$name/tmp;
     server {
-        listen 127.0.0.1:$Port{decrypt_intercept} ssl backlog=4096;
+        listen 127.0.0.1:$Port{$ip} ssl backlog=4096;
         mcd_intercept on;
         ssl_protocols TLSv1.3;
         ssl_ecdh_curve prime256v1;
@@ -370,15 +433,7 @@ http {
     }
 }
 EOF
-    start_nginx('decrypt', $CoreProxy);
-
-    wait_port($Port{$_})
-        for qw(preread transparent explicit splice terminate decrypt);
-
-    unless ($skip{squid}) {
-        start_squid('squid');
-        start_squid('bump');
-    }
+    start_nginx($name, $CoreProxy);
 }
 
 my $SquidDir;
@@ -521,21 +576,29 @@ sub stop_all {
 }
 
 # one load run against a peer; returns the load generator's JSON plus the
-# proxy's CPU seconds
+# proxy's CPU seconds.  Options: path, concurrency, duration, requests,
+# and for the "names" gateway names => PATTERN, names_first, names_count.
+
+my %PeerMode = (direct => 'direct', squid => 'explicit', explicit => 'explicit',
+                bump => 'explicit', splice => 'explicit',
+                decrypt => 'explicit', names => 'explicit');
+my %PeerCa = (bump => "both.crt", decrypt => "both-gw.crt",
+              tdecrypt => "both-gw.crt", names => "both-gw.crt");
 
 sub load {
     my (%o) = @_;
     my $peer = $o{peer};
-    my ($mode, $connect) = $peer eq 'direct'
-        ? ('direct', "127.0.0.1:$Port{origin}")
-        : $peer =~ /^(squid|explicit|bump|splice|decrypt)$/
-        ? ('explicit', "127.0.0.1:$Port{$peer}")
-        : ('transparent', "127.0.0.1:$Port{$peer}");
-    my $ca = $peer eq 'bump' ? "$W/both.crt"
-           : $peer eq 'decrypt' ? "$W/both-gw.crt" : "$W/ca.crt";
+    my $mode = $PeerMode{$peer} // 'transparent';
+    my $connect = $peer eq 'direct' ? "127.0.0.1:$Port{origin}"
+                                    : "127.0.0.1:$Port{$peer}";
+    my $ca = "$W/" . ($PeerCa{$peer} // 'ca.crt');
+    my @names = $o{names}
+        ? ('--names', $o{names}, '--names-first', $o{names_first} // 0,
+           $o{names_count} ? ('--names-count', $o{names_count}) : ())
+        : ();
     my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--json', '--quiet',
                '--mode', $mode, '--connect', $connect,
-               '--target', "origin.test:$Port{origin}",
+               '--target', "origin.test:$Port{origin}", @names,
                '--cafile', $ca, '--tls13', '--groups', 'P-256',
                '--path', $o{path}, '--expect-file', "$W/www$o{path}",
                '--concurrency', $o{concurrency},
@@ -549,6 +612,38 @@ sub load {
     my $r = decode_json($line);
     $r->{cpu_s} = ($after - $before) / $Tick;
     return $r;
+}
+
+# the first-sight case: every connection of the whole run a name of its
+# own (n<i>.example.test, i never reused); the load generator may not wrap
+# around the names the hosts file holds (a repeated name would be a cache
+# hit): if it did, the run counts an error
+
+sub load_first_sight {
+    my (%o) = @_;
+    my $left = $NamesMax - $NamesNext;
+    my $r = load(%o, peer => 'names', names => 'n{n}.example.test',
+                 names_first => $NamesNext, names_count => $left);
+    $NamesNext += $r->{names_used} // 0;
+    if ($r->{names_wrapped} || $NamesNext > $NamesMax) {
+        say "first-sight: the $NamesMax names of the hosts file ran out: "
+            . "some were used twice (raise \$NamesMax)";
+        $r->{errors_total}++;
+        $NamesNext = $NamesMax;
+    }
+    return $r;
+}
+
+# the cached case: c0 .. c99.example.test in turn, all in the cache (the
+# first-sight runs push them out of the 1,000-entry LRU: a short unmeasured
+# run puts them back first)
+
+sub load_cached {
+    my (%o) = @_;
+    load(%o, peer => 'names', names => 'c{n}.example.test',
+         names_count => $CachedNames, duration => 1);
+    return load(%o, peer => 'names', names => 'c{n}.example.test',
+                names_count => $CachedNames);
 }
 
 # the drip case (issue 7, item 2): a request head sent one byte per TCP
@@ -823,32 +918,93 @@ my %res = (date => strftime('%Y-%m-%d %H:%M:%S %Z', localtime),
 
 make_world();
 start_origin();
+
+# the peers of the "conn" and "10 MiB" runs; the decryption cases of
+# their own: keep-alive (terminate and decrypt, R requests a connection)
+# and first-sight names (the "names" gateway, first-sight and cached)
+
+my @peers = $opt{decrypt}
+    ? ('terminate', 'decrypt', 'tdecrypt')
+    : ('preread', 'transparent', 'explicit', 'splice', 'terminate',
+       'decrypt', 'tdecrypt');
+push @peers, $opt{decrypt} ? ('bump') : ('squid', 'bump') unless $skip{squid};
+my @ka_peers = ('terminate', 'decrypt');
+my @conn_peers = $opt{decrypt} ? @peers : ('direct', @peers);
+
+%Want = map { $_ => 1 } @peers, @ka_peers, 'names';
 start_proxies();
 
-my @peers = ('preread', 'transparent', 'explicit', 'splice', 'terminate',
-             'decrypt');
-push @peers, 'squid', 'bump' unless $skip{squid};
+my (%conn, %bulk, %ka, %names);
 
-my (%conn, %bulk);
-
-# warm up every peer (TLS session state, page cache, first allocations)
+# warm up every peer (TLS session state, page cache, first allocations;
+# the cached names into the cache)
 
 for my $p (@peers) {
     load(peer => $p, path => '/small.txt', concurrency => 16, duration => 1);
 }
+load_cached(path => '/small.txt', concurrency => 16, duration => 1);
+load_first_sight(path => '/small.txt', concurrency => 16, duration => 1);
+
+# two runs of the same case as one: counts and CPU summed, rates over the
+# summed time, latencies of the first
+sub merge_runs {
+    my ($a, @more) = @_;
+    my %m = %$a;
+    for my $b (@more) {
+        $m{$_} += $b->{$_} // 0
+            for qw(connections requests cpu_s elapsed_s errors_total
+                   body_bytes names_used);
+        $m{names_wrapped} ||= $b->{names_wrapped};
+    }
+    if ($m{elapsed_s}) {
+        $m{connections_per_s} = $m{connections} / $m{elapsed_s};
+        $m{requests_per_s} = $m{requests} / $m{elapsed_s};
+    }
+    $m{parts} = [ $a, @more ];
+    return \%m;
+}
+
+sub conn_line {
+    my ($round, $p, $r) = @_;
+    say sprintf("round %d %-12s conn:  %8.1f conn/s  cpu %.2fs  "
+                . "%.3f cpu-s/1000 conn  %.3f cpu-ms/req  errors %d",
+                $round, $p, $r->{connections_per_s}, $r->{cpu_s},
+                $r->{connections} ? 1000 * $r->{cpu_s} / $r->{connections} : 0,
+                $r->{requests} ? 1000 * $r->{cpu_s} / $r->{requests} : 0,
+                $r->{errors_total});
+}
 
 for my $round (1 .. $opt{rounds}) {
-    for my $p ('direct', @peers) {
+    for my $p (@conn_peers) {
         my $r = load(peer => $p, path => '/small.txt', concurrency => 32,
                      duration => $opt{duration});
         push @{ $conn{$p} }, $r;
-        say sprintf("round %d %-12s conn:  %8.1f conn/s  cpu %.2fs  "
-                    . "%.3f cpu-s/1000 conn  errors %d",
-                    $round, $p, $r->{connections_per_s}, $r->{cpu_s},
-                    $r->{connections} ? 1000 * $r->{cpu_s} / $r->{connections} : 0,
-                    $r->{errors_total});
+        conn_line($round, $p, $r);
     }
-    for my $p ('direct', @peers) {
+    for my $p (@ka_peers) {
+        my $r = load(peer => $p, path => '/small.txt', concurrency => 32,
+                     duration => $opt{duration}, requests => $KaRequests);
+        push @{ $ka{$p} }, $r;
+        conn_line($round, "$p-ka", $r);
+    }
+    # the two name cases in A-B-B-A order, half the duration each (a
+    # drift of the machine's load during the round cancels out), the order
+    # swapped from round to round; a round's figure is the two halves'
+    # sum
+    my %part;
+    my @order = $round % 2 ? ('cached', 'first') : ('first', 'cached');
+    for my $case (@order, reverse @order) {
+        my %o = (path => '/small.txt', concurrency => 32,
+                 duration => $opt{duration} / 2);
+        my $r = $case eq 'first' ? load_first_sight(%o) : load_cached(%o);
+        push @{ $part{$case} }, $r;
+    }
+    for my $case ('cached', 'first') {
+        my $r = merge_runs(@{ $part{$case} });
+        push @{ $names{$case} }, $r;
+        conn_line($round, "names-$case", $r);
+    }
+    for my $p (@conn_peers) {
         my $r = load(peer => $p, path => '/big.bin', concurrency => 4,
                      duration => $opt{bulk_duration});
         push @{ $bulk{$p} }, $r;
@@ -861,7 +1017,7 @@ for my $round (1 .. $opt{rounds}) {
 }
 
 my %sum;
-for my $p ('direct', @peers) {
+for my $p (@conn_peers) {
     my @c = @{ $conn{$p} };
     my @b = @{ $bulk{$p} };
     $sum{$p} = {
@@ -879,6 +1035,28 @@ for my $p ('direct', @peers) {
     };
 }
 
+# the keep-alive and name cases: CPU per request and per connection
+
+my %sum2;
+for my $k ((map { ["$_-ka", $ka{$_}] } @ka_peers),
+           (map { ["names-$_", $names{$_}] } 'first', 'cached'))
+{
+    my ($name, $runs) = @$k;
+    my @c = @{ $runs // [] };
+    $sum2{$name} = {
+        req_per_s => median(map { $_->{requests_per_s} } @c),
+        conn_per_s => median(map { $_->{connections_per_s} } @c),
+        cpu_ms_per_req => median(map { $_->{requests}
+                                       ? 1000 * $_->{cpu_s} / $_->{requests}
+                                       : undef } @c),
+        cpu_per_1000 => median(map { $_->{connections}
+                                     ? 1000 * $_->{cpu_s} / $_->{connections}
+                                     : undef } @c),
+        p50_ms => median(map { $_->{latency_ms}{request}{p50} } @c),
+        errors => (eval { my $e = 0; $e += $_->{errors_total} for @c; $e }),
+    };
+}
+
 # memory per idle tunnel
 
 my %mem;
@@ -892,7 +1070,7 @@ unless ($skip{memory}) {
                 . "machine's hard limit ($Nofile): measuring $cap";
             $n = $cap;
         }
-        for my $p (grep { !/^(terminate|bump|splice|decrypt)$/ } @peers) {
+        for my $p (grep { !/^(terminate|bump|splice|t?decrypt)$/ } @peers) {
             my $idle = rss_kb($p);
             my ($mode) = $p eq 'explicit' || $p eq 'squid' ? 'explicit' : 'transparent';
             my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--hold', '--json',
@@ -922,6 +1100,23 @@ unless ($skip{memory}) {
 }
 
 stop_all() unless $opt{keep};
+
+# what a first-sight name costs, without the network: mint-bench (see
+# bench/mint-bench.c) with the gateway CA of the run
+
+my $mint;
+unless ($skip{mint}) {
+    my $bin = "$Out/mint-bench";
+    run("cc -std=c99 -D_GNU_SOURCE -O2 -I$Root/src $Root/src/mcd_cert.c "
+        . "$Root/bench/mint-bench.c -lssl -lcrypto -o $bin");
+    my $out = run("taskset -c $CoreProxy $bin --ca $W/gwca.crt "
+                  . "--key $W/gwca.key "
+                  . ($opt{smoke} ? '--n 200 --rounds 1' : '--n 2000 --rounds 5'));
+    print $out;
+    my ($line) = grep { /^\{/ } split /\n/, $out;
+    $mint = decode_json($line);
+    $mint->{text} = join "\n", grep { !/^\{/ } split /\n/, $out;
+}
 
 # the filter: lookup cost, and a 1,000,000-line list at nginx -t
 
@@ -974,61 +1169,100 @@ sub cpu_conn { my ($r) = @_; return $r->{connections} ? 1000 * $r->{cpu_s} / $r-
 sub cpu_gb { my ($r) = @_; return $r->{body_bytes} ? 1e9 * $r->{cpu_s} / $r->{body_bytes} : undef; }
 sub mbps { return $_[0]->{body_mb_per_s}; }
 
-sub paired {
-    my ($set, $peer, $basepeer, $f) = @_;
-    return undef unless $set->{$peer} && $set->{$basepeer};
+sub cpu_req { my ($r) = @_; return $r->{requests} ? 1000 * $r->{cpu_s} / $r->{requests} : undef; }
+
+# the per-round ratios of $peer in $set to $basepeer in $baseset
+sub per_round {
+    my ($set, $peer, $baseset, $basepeer, $f) = @_;
+    return () unless $set->{$peer} && $baseset->{$basepeer};
     my @r;
     for my $i (0 .. $#{ $set->{$peer} }) {
-        push @r, ratio($f->($set->{$peer}[$i]), $f->($set->{$basepeer}[$i]));
+        next unless $baseset->{$basepeer}[$i];
+        push @r, ratio($f->($set->{$peer}[$i]),
+                       $f->($baseset->{$basepeer}[$i]));
     }
-    return median(@r);
+    return @r;
 }
 
-push @rows, ['transparent pass-through', 'CPU per 1,000 connections',
-             paired(\%conn, 'transparent', 'preread', \&cpu_conn), '<= 1.05'];
-push @rows, ['transparent pass-through', '10 MiB throughput',
-             paired(\%bulk, 'transparent', 'preread', \&mbps), '>= 0.95'];
-push @rows, ['explicit pass-through', 'CPU per 1,000 connections',
-             paired(\%conn, 'explicit', 'preread', \&cpu_conn), '<= 1.15'];
-push @rows, ['explicit pass-through', 'CPU per GB relayed',
-             paired(\%bulk, 'explicit', 'preread', \&cpu_gb), '<= 1.0'];
-push @rows, ['transparent pass-through', 'CPU per GB relayed',
-             paired(\%bulk, 'transparent', 'preread', \&cpu_gb), '(<= 1.0)'];
-push @rows, ['explicit, mcd_splice on', 'CPU per GB relayed',
-             paired(\%bulk, 'splice', 'preread', \&cpu_gb), '(below 1.0 if it pays)'];
-push @rows, ['explicit, mcd_splice on', '10 MiB throughput',
-             paired(\%bulk, 'splice', 'preread', \&mbps), ''];
-unless ($skip{squid}) {
-    push @rows, ['Squid CONNECT (reference)', 'CPU per 1,000 connections',
-                 paired(\%conn, 'squid', 'preread', \&cpu_conn), '(1.45 in SPEC)'];
-    push @rows, ['Squid CONNECT (reference)', 'CPU per GB relayed',
-                 paired(\%bulk, 'squid', 'preread', \&cpu_gb), ''];
+sub paired {
+    my ($set, $peer, $basepeer, $f) = @_;
+    return median(per_round($set, $peer, $set, $basepeer, $f));
 }
-push @rows, ['explicit decryption', 'CPU per 1,000 new sessions, vs "terminate"',
-             paired(\%conn, 'decrypt', 'terminate', \&cpu_conn), '<= 1.10'];
-push @rows, ['explicit decryption', '10 MiB throughput, vs "terminate"',
-             paired(\%bulk, 'decrypt', 'terminate', \&mbps), '>= 0.9'];
-unless ($skip{squid}) {
-    push @rows, ['Squid SslBump (reference)', 'CPU per 1,000 new sessions, vs "terminate"',
-                 paired(\%conn, 'bump', 'terminate', \&cpu_conn), '(3.1 in SPEC)'];
+
+# a row of the table, if both sides ran: [path, measure, median, target,
+# per-round ratios]
+sub row {
+    my ($path, $measure, $set, $peer, $baseset, $basepeer, $f, $target) = @_;
+    my @r = per_round($set, $peer, $baseset, $basepeer, $f);
+    return unless @r;
+    push @rows, [$path, $measure, median(@r), $target,
+                 join(', ', map { fmt($_, '%.2f') } @r)];
 }
+
+row('transparent pass-through', 'CPU per 1,000 connections',
+    \%conn, 'transparent', \%conn, 'preread', \&cpu_conn, '<= 1.05');
+row('transparent pass-through', '10 MiB throughput',
+    \%bulk, 'transparent', \%bulk, 'preread', \&mbps, '>= 0.95');
+row('explicit pass-through', 'CPU per 1,000 connections',
+    \%conn, 'explicit', \%conn, 'preread', \&cpu_conn, '<= 1.15');
+row('explicit pass-through', 'CPU per GB relayed',
+    \%bulk, 'explicit', \%bulk, 'preread', \&cpu_gb, '<= 1.0');
+row('transparent pass-through', 'CPU per GB relayed',
+    \%bulk, 'transparent', \%bulk, 'preread', \&cpu_gb, '(<= 1.0)');
+row('explicit, mcd_splice on', 'CPU per GB relayed',
+    \%bulk, 'splice', \%bulk, 'preread', \&cpu_gb, '(below 1.0 if it pays)');
+row('explicit, mcd_splice on', '10 MiB throughput',
+    \%bulk, 'splice', \%bulk, 'preread', \&mbps, '');
+row('Squid CONNECT (reference)', 'CPU per 1,000 connections',
+    \%conn, 'squid', \%conn, 'preread', \&cpu_conn, '(1.45 in SPEC)');
+row('Squid CONNECT (reference)', 'CPU per GB relayed',
+    \%bulk, 'squid', \%bulk, 'preread', \&cpu_gb, '');
+row('explicit decryption', 'CPU per 1,000 new sessions, vs "terminate"',
+    \%conn, 'decrypt', \%conn, 'terminate', \&cpu_conn, '<= 1.10');
+row('transparent decryption', 'CPU per 1,000 new sessions, vs "terminate"',
+    \%conn, 'tdecrypt', \%conn, 'terminate', \&cpu_conn, '<= 1.10');
+row("explicit decryption, keep-alive ($KaRequests requests a connection)",
+    'CPU per request, vs "terminate"',
+    \%ka, 'decrypt', \%ka, 'terminate', \&cpu_req, '<= 1.10');
+row('first-sight names (a certificate minted per connection)',
+    'CPU per new session, vs the cached case',
+    \%names, 'first', \%names, 'cached', \&cpu_conn, '<= 1.3');
+row("cached case ($CachedNames names, \"names\" gateway)",
+    'CPU per 1,000 new sessions, vs "terminate"',
+    \%names, 'cached', \%conn, 'terminate', \&cpu_conn, '(reference)');
+row('explicit decryption', '10 MiB throughput, vs "terminate"',
+    \%bulk, 'decrypt', \%bulk, 'terminate', \&mbps, '>= 0.9');
+row('transparent decryption', '10 MiB throughput, vs "terminate"',
+    \%bulk, 'tdecrypt', \%bulk, 'terminate', \&mbps, '>= 0.9');
+row('explicit decryption', 'CPU per GB, vs "terminate"',
+    \%bulk, 'decrypt', \%bulk, 'terminate', \&cpu_gb, '');
+row('Squid SslBump (reference)', 'CPU per 1,000 new sessions, vs "terminate"',
+    \%conn, 'bump', \%conn, 'terminate', \&cpu_conn, '(3.1 in SPEC)');
 for my $n (sort { $a <=> $b } keys %mem) {
     push @rows, ["transparent, $n idle tunnels", 'memory per tunnel',
                  ratio($mem{$n}{transparent}{per_tunnel_kb}, $mem{$n}{preread}{per_tunnel_kb}),
-                 '<= 1.2'];
+                 '<= 1.2', ''];
     push @rows, ["explicit, $n idle tunnels", 'memory per tunnel',
                  ratio($mem{$n}{explicit}{per_tunnel_kb}, $mem{$n}{preread}{per_tunnel_kb}),
-                 ''];
+                 '', ''];
 }
 
-my $md = "| path | measure | ratio to plain nginx stream (median of per-round ratios) | target |\n|---|---|---|---|\n";
-$md .= join '', map { sprintf "| %s | %s | %s | %s |\n", $_->[0], $_->[1], fmt($_->[2], '%.2f'), $_->[3] } @rows;
+my $md = "| path | measure | ratio (median of per-round ratios) | target | per round |\n|---|---|---|---|---|\n";
+$md .= join '', map { sprintf "| %s | %s | %s | %s | %s |\n", $_->[0], $_->[1], fmt($_->[2], '%.2f'), $_->[3], $_->[4] } @rows;
 $md .= "\n| peer | conn/s | CPU s / 1,000 conn | conn p50 ms | conn p99 ms | 10 MiB MB/s | CPU s / GB | errors |\n|---|---|---|---|---|---|---|---|\n";
-for my $p ('direct', @peers) {
+for my $p (@conn_peers) {
     my $s = $sum{$p};
     $md .= sprintf "| %s | %s | %s | %s | %s | %s | %s | %d |\n", $p,
         fmt($s->{conn_per_s}, '%.0f'), fmt($s->{cpu_per_1000}), fmt($s->{p50_ms}, '%.2f'),
         fmt($s->{p99_ms}, '%.2f'), fmt($s->{mb_per_s}, '%.0f'), fmt($s->{cpu_per_gb}), $s->{errors};
+}
+$md .= "\n| case | requests/s | conn/s | CPU ms / request | CPU s / 1,000 conn | request p50 ms | errors |\n|---|---|---|---|---|---|---|\n";
+for my $k (sort keys %sum2) {
+    my $s = $sum2{$k};
+    $md .= sprintf "| %s | %s | %s | %s | %s | %s | %d |\n", $k,
+        fmt($s->{req_per_s}, '%.0f'), fmt($s->{conn_per_s}, '%.0f'),
+        fmt($s->{cpu_ms_per_req}, '%.3f'), fmt($s->{cpu_per_1000}),
+        fmt($s->{p50_ms}, '%.2f'), $s->{errors};
 }
 if (%mem) {
     $md .= "\n| idle tunnels | peer | proxy RSS idle KiB | with tunnels KiB | KiB per tunnel |\n|---|---|---|---|---|\n";
@@ -1041,16 +1275,37 @@ if (%mem) {
     }
 }
 
+if ($mint) {
+    my $per = $sum2{'names-cached'} && $sum2{'names-cached'}{cpu_per_1000};
+    $md .= "\n```\n$mint->{text}\n```\n";
+    $md .= sprintf("\nA first-sight name adds %.0f us to the server side of "
+                   . "a handshake (mint %.0f us); the cached case costs the "
+                   . "gateway %.0f us per session in this run: %.2fx "
+                   . "expected. The certificate callback itself (cached) "
+                   . "costs %.0f us a handshake against a static "
+                   . "certificate.\n", $mint->{hs_extra_us},
+                   $mint->{mint_us}, 1000 * $per,
+                   1 + $mint->{hs_extra_us} / (1000 * $per),
+                   $mint->{cb_cost_us})
+        if $per;
+    $res{mint} = $mint;
+}
+
 if ($drip) {
     $md .= "\n" . delete($drip->{md});
     $res{drip} = $drip;
 }
 
 $res{summary} = \%sum;
+$res{summary_cases} = \%sum2;
+$res{names} = { hosts_file_names => $NamesMax, first_sight_used => $NamesNext,
+                cached_names => $CachedNames,
+                certificate_cache => 'max=1000 valid=1d' };
 $res{memory} = \%mem;
 $res{filter} = \%filter;
-$res{rows} = [ map { { path => $_->[0], measure => $_->[1], ratio => $_->[2], target => $_->[3] } } @rows ];
-$res{raw} = { conn => \%conn, bulk => \%bulk };
+$res{rows} = [ map { { path => $_->[0], measure => $_->[1], ratio => $_->[2], target => $_->[3], per_round => $_->[4] } } @rows ];
+$res{raw} = { conn => \%conn, bulk => \%bulk, keepalive => \%ka,
+              names => \%names };
 
 write_file("$Out/results.json", JSON::PP->new->pretty->canonical->encode(\%res));
 write_file("$Out/results.md", $md);
@@ -1060,5 +1315,6 @@ say "results: $Out/results.json, $Out/results.md";
 
 my $errors = 0;
 $errors += $sum{$_}{errors} for keys %sum;
+$errors += $sum2{$_}{errors} for keys %sum2;
 $errors += $drip->{errors} if $drip;
 exit($errors ? 1 : 0);

@@ -5,6 +5,7 @@
 # and prints the table of ratios.
 #   bash bench/run.sh [--smoke] [bench.pl options]
 #   bash bench/run.sh --drip [--smoke]    only the drip case (issue 7)
+#   bash bench/run.sh --decrypt [--smoke] only the decryption peers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,6 +8,10 @@
  *                tunnel, GET(s);
  *   transparent  TCP to an SNI gateway, TLS with the target's SNI, GET(s).
  *
+ * With --names, every connection uses a name of its own (SNI, Host,
+ * CONNECT authority, the name verified), made from a pattern and a
+ * counter: a gateway that mints certificates sees first-sight names.
+ *
  * Every connection does a full TLS handshake: no session cache, no tickets.
  * See README.md for the options, the report and the known limits.
  */
@@ -64,6 +68,8 @@
 #define MAX_EVENTS           256
 #define ERRORS_SHOWN         3          /* details printed per error kind */
 #define LOOP_WAIT_MAX_MS     100
+#define NAME_MAX_LEN         253        /* a host name, without a dot */
+#define NAME_TOKEN           "{n}"      /* the counter in --names */
 
 #define RC_NEXT              0          /* state advanced: run again */
 #define RC_AGAIN             1          /* wait for an event */
@@ -185,8 +191,18 @@ struct conn_s {
     err_kind_e          err;
     const char         *err_msg;
 
+    const char         *req;            /* the GET request it sends */
+    size_t              req_len;
+    const char         *proxy_req;      /* the CONNECT request */
+    size_t              proxy_req_len;
+
     size_t              line_len;
     char                line[LINE_KEEP];
+
+    /* not cleared by conn_start(): set up once, or per connection */
+
+    char               *nbuf;           /* --names: its requests */
+    char                name[NAME_MAX_LEN + 1];
 };
 
 
@@ -214,6 +230,9 @@ typedef struct {
     int                 drain_request;
     int                 quiet;
     uint64_t            max_errors;
+    char               *names;          /* pattern with NAME_TOKEN */
+    uint64_t            names_first;
+    uint64_t            names_count;    /* 0: never wrap */
 
     struct sockaddr_storage  connect_addr;
     socklen_t           connect_len;
@@ -232,6 +251,11 @@ typedef struct {
     size_t              req_len;
     char               *proxy_req;      /* the CONNECT request */
     size_t              proxy_req_len;
+
+    size_t              req_cap;        /* per connection, --names */
+    size_t              proxy_req_cap;
+    char               *nbufs;          /* --names: all the conn_t.nbuf */
+    uint64_t            names_used;     /* connections that took a name */
 
     const unsigned char *expect;
     size_t              expect_len;
@@ -285,6 +309,9 @@ static void hist_add(hist_t *h, uint64_t v);
 static double hist_pct(const hist_t *h, double p);
 static int parse_hostport(const char *s, char *host, size_t hlen,
     unsigned *port, int need_port);
+static size_t make_request(char *buf, size_t cap, const char *name);
+static size_t make_connect(char *buf, size_t cap, const char *name);
+static void conn_name(conn_t *c);
 static int resolve(const char *host, unsigned port,
     struct sockaddr_storage *ss, socklen_t *len);
 static void parse_args(int argc, char **argv);
@@ -294,6 +321,7 @@ static void conn_run(conn_t *c, uint32_t events);
 static void conn_close(conn_t *c, int kind, const char *fmt, ...);
 static void conn_touch(conn_t *c);
 static void conn_unlist(conn_t *c);
+static int to_handshake(conn_t *c);
 static int do_connecting(conn_t *c, uint32_t events);
 static int do_proxy_send(conn_t *c);
 static int do_proxy_recv(conn_t *c);
@@ -326,6 +354,12 @@ usage(FILE *f)
 "                         default: the target) or the proxy/gateway\n"
 "  --proxy ADDR:PORT      same as --connect\n"
 "  --target NAME:PORT     SNI, Host, certificate name, CONNECT authority\n"
+"  --names PATTERN        a name per connection instead of --target's (its\n"
+"                         port stays): PATTERN with " NAME_TOKEN " replaced by a\n"
+"                         counter, e.g. n" NAME_TOKEN ".example.test\n"
+"  --names-first N        the counter's first value (default 0)\n"
+"  --names-count K        K names, then the counter starts over\n"
+"                         (default: never; every connection a new name)\n"
 "  --cafile FILE          verify the certificate chain and the host name\n"
 "                         (without it nothing is verified)\n"
 "  --path /PATH           request path (default /)\n"
@@ -619,12 +653,58 @@ parse_sources(const char *list)
 }
 
 
+/*
+ * --names PATTERN: NAME_TOKEN exactly once, the rest host name bytes;
+ * the longest name it can make (a 20-digit counter) must be a valid one.
+ */
+
+static void
+check_names(void)
+{
+    const char  *p, *tok;
+    size_t       len;
+
+    tok = strstr(conf.names, NAME_TOKEN);
+
+    if (tok == NULL
+        || strstr(tok + sizeof(NAME_TOKEN) - 1, NAME_TOKEN) != NULL)
+    {
+        die("--names: the pattern must hold " NAME_TOKEN " exactly once");
+    }
+
+    len = strlen(conf.names) - (sizeof(NAME_TOKEN) - 1) + 20;
+    if (len > NAME_MAX_LEN) {
+        die("--names: the names would be too long");
+    }
+
+    for (p = conf.names; *p; p++) {
+        if (p == tok) {
+            p += sizeof(NAME_TOKEN) - 2;
+            continue;
+        }
+
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'
+              || *p == '_'))
+        {
+            die("--names: \"%c\" is not a host name byte", *p);
+        }
+    }
+
+    if (conf.names_count
+        && conf.names_first > UINT64_MAX - conf.names_count)
+    {
+        die("--names-first + --names-count: too large");
+    }
+}
+
+
 enum {
     OPT_MODE = 256, OPT_CONNECT, OPT_TARGET, OPT_CAFILE, OPT_PATH,
     OPT_EXPECT, OPT_CONCURRENCY, OPT_CONNECTIONS, OPT_DURATION,
     OPT_REQUESTS, OPT_TIMEOUT, OPT_TLS13, OPT_GROUPS, OPT_WARMUP,
     OPT_JSON, OPT_HOLD, OPT_SOURCES, OPT_CLOSE, OPT_MAX_ERRORS, OPT_QUIET,
-    OPT_DRAIN, OPT_HELP
+    OPT_DRAIN, OPT_NAMES, OPT_NAMES_FIRST, OPT_NAMES_COUNT, OPT_HELP
 };
 
 
@@ -658,6 +738,9 @@ parse_args(int argc, char **argv)
         { "max-errors",   required_argument, NULL, OPT_MAX_ERRORS },
         { "drain",        required_argument, NULL, OPT_DRAIN },
         { "quiet",        no_argument,       NULL, OPT_QUIET },
+        { "names",        required_argument, NULL, OPT_NAMES },
+        { "names-first",  required_argument, NULL, OPT_NAMES_FIRST },
+        { "names-count",  required_argument, NULL, OPT_NAMES_COUNT },
         { "help",         no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
     };
@@ -785,6 +868,18 @@ parse_args(int argc, char **argv)
             conf.quiet = 1;
             break;
 
+        case OPT_NAMES:
+            conf.names = optarg;
+            break;
+
+        case OPT_NAMES_FIRST:
+            conf.names_first = arg_u64("names-first", optarg, 0);
+            break;
+
+        case OPT_NAMES_COUNT:
+            conf.names_count = arg_u64("names-count", optarg, 1);
+            break;
+
         case OPT_HELP:
         case 'h':
             usage(stdout);
@@ -814,6 +909,10 @@ parse_args(int argc, char **argv)
     conf.target_is_ip =
         inet_pton(AF_INET, conf.target_name, ipbuf) == 1
         || inet_pton(AF_INET6, conf.target_name, ipbuf) == 1;
+
+    if (conf.names != NULL) {
+        check_names();
+    }
 
     if (conf.connect_str == NULL) {
         if (conf.mode != MODE_DIRECT) {
@@ -852,17 +951,19 @@ parse_args(int argc, char **argv)
 }
 
 
-static void
-setup_requests(void)
+/* the GET request for a name: Host without ":443" */
+
+static size_t
+make_request(char *buf, size_t cap, const char *name)
 {
-    char    host[300];
     int     n;
+    char    host[NAME_MAX_LEN + 16];
     size_t  len;
 
-    if (strchr(conf.target_name, ':') != NULL) {
-        snprintf(host, sizeof(host), "[%s]", conf.target_name);
+    if (strchr(name, ':') != NULL) {
+        snprintf(host, sizeof(host), "[%s]", name);
     } else {
-        snprintf(host, sizeof(host), "%s", conf.target_name);
+        snprintf(host, sizeof(host), "%s", name);
     }
 
     len = strlen(host);
@@ -870,47 +971,120 @@ setup_requests(void)
         snprintf(host + len, sizeof(host) - len, ":%u", conf.target_port);
     }
 
-    len = strlen(conf.path) + strlen(host) + 128;
-    g.req = malloc(len);
-    if (g.req == NULL) {
-        die("out of memory");
-    }
-
-    n = snprintf(g.req, len,
+    n = snprintf(buf, cap,
                  "GET %s HTTP/1.1\r\n"
                  "Host: %s\r\n"
                  "User-Agent: mcd-load/" MCD_VERSION "\r\n"
                  "Accept: */*\r\n"
                  "\r\n",
                  conf.path, host);
-    g.req_len = (size_t) n;
+
+    if (n < 0 || (size_t) n >= cap) {
+        die("a request does not fit its buffer");
+    }
+
+    return (size_t) n;
+}
+
+
+/* the CONNECT request for a name: the authority always carries the port */
+
+static size_t
+make_connect(char *buf, size_t cap, const char *name)
+{
+    int   n;
+    char  host[NAME_MAX_LEN + 16];
+
+    if (strchr(name, ':') != NULL) {
+        snprintf(host, sizeof(host), "[%s]:%u", name, conf.target_port);
+    } else {
+        snprintf(host, sizeof(host), "%s:%u", name, conf.target_port);
+    }
+
+    n = snprintf(buf, cap,
+                 "CONNECT %s HTTP/1.1\r\n"
+                 "Host: %s\r\n"
+                 "\r\n",
+                 host, host);
+
+    if (n < 0 || (size_t) n >= cap) {
+        die("a CONNECT request does not fit its buffer");
+    }
+
+    return (size_t) n;
+}
+
+
+static void
+setup_requests(void)
+{
+    g.req_cap = strlen(conf.path) + NAME_MAX_LEN + 160;
+    g.req = malloc(g.req_cap);
+    if (g.req == NULL) {
+        die("out of memory");
+    }
+
+    g.req_len = make_request(g.req, g.req_cap, conf.target_name);
 
     if (conf.mode != MODE_EXPLICIT) {
         return;
     }
 
-    /* the CONNECT authority always carries the port */
-
-    if (strchr(conf.target_name, ':') != NULL) {
-        snprintf(host, sizeof(host), "[%s]:%u", conf.target_name,
-                 conf.target_port);
-    } else {
-        snprintf(host, sizeof(host), "%s:%u", conf.target_name,
-                 conf.target_port);
-    }
-
-    len = 2 * strlen(host) + 64;
-    g.proxy_req = malloc(len);
+    g.proxy_req_cap = 2 * (NAME_MAX_LEN + 16) + 64;
+    g.proxy_req = malloc(g.proxy_req_cap);
     if (g.proxy_req == NULL) {
         die("out of memory");
     }
 
-    n = snprintf(g.proxy_req, len,
-                 "CONNECT %s HTTP/1.1\r\n"
-                 "Host: %s\r\n"
-                 "\r\n",
-                 host, host);
-    g.proxy_req_len = (size_t) n;
+    g.proxy_req_len = make_connect(g.proxy_req, g.proxy_req_cap,
+                                   conf.target_name);
+}
+
+
+/*
+ * --names: the connection's name (the counter's next value) and its
+ * requests; without --names, the shared ones of --target
+ */
+
+static void
+conn_name(conn_t *c)
+{
+    int       n;
+    uint64_t  v;
+    size_t    pre;
+    char     *req;
+
+    if (conf.names == NULL) {
+        c->req = g.req;
+        c->req_len = g.req_len;
+        c->proxy_req = g.proxy_req;
+        c->proxy_req_len = g.proxy_req_len;
+        return;
+    }
+
+    v = conf.names_count ? conf.names_first + g.names_used % conf.names_count
+                         : conf.names_first + g.names_used;
+    g.names_used++;
+
+    pre = (size_t) (strstr(conf.names, NAME_TOKEN) - conf.names);
+
+    n = snprintf(c->name, sizeof(c->name), "%.*s%" PRIu64 "%s",
+                 (int) pre, conf.names, v,
+                 conf.names + pre + sizeof(NAME_TOKEN) - 1);
+    if (n < 0 || (size_t) n >= sizeof(c->name)) {
+        die("--names: a name is too long");
+    }
+
+    req = c->nbuf;
+
+    c->req = req;
+    c->req_len = make_request(req, g.req_cap, c->name);
+
+    if (conf.mode == MODE_EXPLICIT) {
+        c->proxy_req = req + g.req_cap;
+        c->proxy_req_len = make_connect(req + g.req_cap, g.proxy_req_cap,
+                                        c->name);
+    }
 }
 
 
@@ -997,14 +1171,20 @@ setup_ssl(void)
 
     param = SSL_CTX_get0_param(g.ctx);
 
+    X509_VERIFY_PARAM_set_hostflags(param,
+                                    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+
+    if (conf.names != NULL) {
+        /* each connection sets its own name (SSL_set1_host) */
+        return;
+    }
+
     if (conf.target_is_ip) {
         if (X509_VERIFY_PARAM_set1_ip_asc(param, conf.target_name) != 1) {
             die("X509_VERIFY_PARAM_set1_ip_asc() failed");
         }
 
     } else {
-        X509_VERIFY_PARAM_set_hostflags(param,
-                                     X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (X509_VERIFY_PARAM_set1_host(param, conf.target_name, 0) != 1) {
             die("X509_VERIFY_PARAM_set1_host() failed");
         }
@@ -1053,10 +1233,20 @@ setup(void)
         die("out of memory");
     }
 
+    if (conf.names != NULL) {
+        g.nbufs = malloc(n * (g.req_cap + g.proxy_req_cap));
+        if (g.nbufs == NULL) {
+            die("out of memory");
+        }
+    }
+
     g.nconns = n;
     for (i = 0; i < n; i++) {
         g.conns[i].fd = -1;
         g.free_conns[i] = &g.conns[n - 1 - i];
+        if (g.nbufs != NULL) {
+            g.conns[i].nbuf = g.nbufs + i * (g.req_cap + g.proxy_req_cap);
+        }
     }
     g.nfree = n;
 
@@ -1122,6 +1312,8 @@ conn_start(void)
     c->counted = !g.warming;
     c->t_connect = g.now;
     c->t_active = g.now;
+
+    conn_name(c);
 
     g.inprogress++;
     if (c->counted) {
@@ -1467,8 +1659,19 @@ to_handshake(conn_t *c)
         return RC_CLOSED;
     }
 
-    if (!conf.target_is_ip
-        && SSL_set_tlsext_host_name(c->ssl, conf.target_name) != 1)
+    if (conf.names != NULL) {
+        if (SSL_set_tlsext_host_name(c->ssl, c->name) != 1) {
+            conn_close(c, ERR_TLS, "SSL_set_tlsext_host_name() failed");
+            return RC_CLOSED;
+        }
+
+        if (conf.cafile != NULL && SSL_set1_host(c->ssl, c->name) != 1) {
+            conn_close(c, ERR_TLS, "SSL_set1_host() failed");
+            return RC_CLOSED;
+        }
+
+    } else if (!conf.target_is_ip
+               && SSL_set_tlsext_host_name(c->ssl, conf.target_name) != 1)
     {
         conn_close(c, ERR_TLS, "SSL_set_tlsext_host_name() failed");
         return RC_CLOSED;
@@ -1518,8 +1721,8 @@ do_proxy_send(conn_t *c)
 {
     ssize_t  n;
 
-    while (c->sent < g.proxy_req_len) {
-        n = send(c->fd, g.proxy_req + c->sent, g.proxy_req_len - c->sent,
+    while (c->sent < c->proxy_req_len) {
+        n = send(c->fd, c->proxy_req + c->sent, c->proxy_req_len - c->sent,
                  MSG_NOSIGNAL);
 
         if (n == -1) {
@@ -1721,7 +1924,7 @@ do_send(conn_t *c)
     int  rc;
 
     errno = 0;
-    rc = SSL_write(c->ssl, g.req, (int) g.req_len);
+    rc = SSL_write(c->ssl, c->req, (int) c->req_len);
 
     if (rc <= 0) {
         return ssl_fail(c, rc, "sending the request", 0);
@@ -2578,6 +2781,13 @@ report(void)
         printf("mcd-load %s: connect %s, target %s, path %s\n",
                mode_names[conf.mode], conf.connect_str, conf.target_str,
                conf.path);
+        if (conf.names != NULL) {
+            printf("  names %s from %" PRIu64 "%s: %" PRIu64 " used%s\n",
+                   conf.names, conf.names_first,
+                   conf.names_count ? ", wrapping" : "", g.names_used,
+                   (conf.names_count && g.names_used > conf.names_count)
+                   ? " (some more than once)" : "");
+        }
         printf("  concurrency %u, requests/connection %u%s%s%s\n",
                conf.concurrency, conf.hold ? 1 : conf.requests,
                conf.tls13 ? ", TLS 1.3 only" : "",
@@ -2625,6 +2835,15 @@ report(void)
     json_str(conf.target_str);
     printf(",\"path\":");
     json_str(conf.path);
+    if (conf.names != NULL) {
+        printf(",\"names\":");
+        json_str(conf.names);
+        printf(",\"names_first\":%" PRIu64 ",\"names_count\":%" PRIu64
+               ",\"names_used\":%" PRIu64 ",\"names_wrapped\":%s",
+               conf.names_first, conf.names_count, g.names_used,
+               (conf.names_count && g.names_used > conf.names_count)
+               ? "true" : "false");
+    }
     printf(",\"concurrency\":%u,\"requests_per_connection\":%u,"
            "\"tls13_only\":%s,\"verified\":%s,\"hold\":%s,",
            conf.concurrency, conf.hold ? 1 : conf.requests,
@@ -2677,6 +2896,7 @@ cleanup(void)
     free(g.free_conns);
     free(g.req);
     free(g.proxy_req);
+    free(g.nbufs);
 }
 
 

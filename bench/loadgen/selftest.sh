@@ -6,7 +6,9 @@
 #   - if the ngx_mcd module is built, an mcd_proxy explicit server in front
 #     of it (explicit mode);
 #   - failures that must be counted as errors: wrong CA, wrong host name,
-#     wrong expected body, closed port, 404.
+#     wrong expected body, closed port, 404;
+#   - a name per connection (--names): n<i>.names.mcd.test, which the
+#     origin's certificate covers (*.names.mcd.test), in the three modes.
 #
 # Environment:
 #   MCD_LOAD_PORT   first of seven loopback ports (default 28443)
@@ -45,10 +47,11 @@ stop() {
     [ -n "$helper" ] && kill "$helper" 2>/dev/null
     if [ -z "${KEEP:-}" ]; then
         [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null
+        [ -f "$dir/mcd.pid" ] && kill "$(cat "$dir/mcd.pid")" 2>/dev/null
         sleep 0.3
         rm -rf "$dir"
     else
-        echo "left running: $dir (kill \$(cat $dir/nginx.pid))"
+        echo "left running: $dir (kill \$(cat $dir/nginx.pid $dir/mcd.pid))"
     fi
 }
 trap stop EXIT
@@ -77,7 +80,8 @@ openssl req -x509 -new -key other.key -sha256 -days 30 \
     -subj "/CN=other CA" -out other.crt 2>/dev/null
 cert leaf
 openssl req -new -key leaf.key -subj "/CN=$name" -out leaf.csr 2>/dev/null
-printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$name" > ext
+printf 'subjectAltName=DNS:%s,DNS:*.names.mcd.test\nbasicConstraints=CA:FALSE\n' \
+    "$name" > ext
 openssl x509 -req -in leaf.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
     -days 30 -sha256 -extfile ext -out leaf.crt 2>/dev/null
 
@@ -95,20 +99,28 @@ mcd_main=
 mcd_server=
 if [ -n "$module" ]; then
     echo "127.0.0.1 $name" > hosts
+    i=0
+    while [ $i -lt 300 ]; do
+        echo "127.0.0.1 n$i.names.mcd.test"; i=$((i + 1))
+    done >> hosts
     mcd_main="load_module $module;
 mcd_hosts_file $dir/hosts;
-mcd_fqdn_filter loadgen { default deny; allow $name; }"
+mcd_fqdn_filter loadgen { default deny; allow $name .names.mcd.test; }"
+    # the destination guard (issue 7) refuses loopback unless allowed
+    guard=
+    grep -q mcd_destination "$module" \
+        && guard="mcd_destination allow 127.0.0.0/8;"
     mcd_server="server {
         listen 127.0.0.1:$px backlog=4096;
         mcd_proxy explicit;
         mcd_fqdn_filter loadgen;
         mcd_connect_ports $port;
+        $guard
     }"
 fi
 
 cat > nginx.conf <<EOF
 $load_stream
-$mcd_main
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
@@ -147,7 +159,9 @@ http {
 
 stream {
     map \$ssl_preread_server_name \$mcd_backend {
+        hostnames;
         $name 127.0.0.1:$port;
+        .names.mcd.test 127.0.0.1:$port;
         default 127.0.0.1:$closed;
     }
     server {
@@ -155,11 +169,28 @@ stream {
         ssl_preread on;
         proxy_pass \$mcd_backend;
     }
-    $mcd_server
 }
 EOF
 
+# the explicit proxy in an nginx of its own: ngx_mcd refuses to connect
+# to a listening socket of its own gateway (reason "loop")
+if [ -n "$module" ]; then
+    cat > mcd.conf <<EOF
+$load_stream
+$mcd_main
+worker_processes 1;
+pid $dir/mcd.pid;
+error_log $dir/logs/mcd-error.log warn;
+events { worker_connections 20000; }
+stream {
+    $mcd_server
+}
+EOF
+fi
+
 "$nginx" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
+[ -n "$module" ] \
+    && "$nginx" -p "$dir" -c "$dir/mcd.conf" -e "$dir/logs/mcd-error.log"
 sleep 0.3
 
 # --- checks
@@ -219,11 +250,40 @@ run "transparent small R=1" 0 $tr $small --connections $n
 run "transparent small R=100" 0 $tr $small --connections 100 --requests 100
 run "transparent big" 0 $tr $big --connections $nb
 
+# a name per connection: SNI, Host and the verified name all follow it
+nm="--names n{n}.names.mcd.test"
+run "direct names" 0 $d $small $nm --connections 200 --concurrency 20
+run "direct names R=5" 0 $d $small $nm --connections 50 --requests 5
+run "transparent names" 0 $tr $small $nm --connections 200
+WANT_KIND=verify run "names the certificate does not cover: verify errors" \
+    1 $d $small --names 'n{n}.other.mcd.test' --connections 20
+out=$("$load" --json --quiet $d $small $nm --names-first 7 \
+      --names-count 10 --connections 30 --concurrency 5 || true)
+if echo "$out" | grep -q '"names_first":7,"names_count":10,"names_used":30,"names_wrapped":true' \
+   && echo "$out" | grep -q '"ok":true'
+then
+    echo "ok   names wrap around after --names-count"
+else
+    echo "FAIL names wrap around: $out"
+    fails=$((fails + 1))
+fi
+if "$load" $d $nm --names 'a.{n}.{n}' --connections 1 >/dev/null 2>&1 \
+   || "$load" $d --names 'no-token.test' --connections 1 >/dev/null 2>&1
+then
+    echo "FAIL a bad --names pattern is accepted"
+    fails=$((fails + 1))
+else
+    echo "ok   bad --names patterns refused"
+fi
+
 if [ -n "$module" ]; then
     x="--mode explicit --connect 127.0.0.1:$px $t"
     run "explicit small R=1" 0 $x $small --connections $n
     run "explicit small R=100" 0 $x $small --connections 100 --requests 100
     run "explicit big" 0 $x $big --connections $nb
+    run "explicit names" 0 $x $small $nm --connections 200
+    run "explicit names, wrapping" 0 $x $small $nm --names-count 50 \
+        --connections 200
     WANT_KIND=connect_status run "explicit, denied name: connect_status" 1 \
         --mode explicit --connect 127.0.0.1:$px \
         --target denied.mcd.test:$port --connections 20
@@ -304,7 +364,7 @@ else
     fails=$((fails + 1))
 fi
 
-if grep -E "\[(alert|crit|emerg)\]" logs/error.log; then
+if grep -E "\[(alert|crit|emerg)\]" logs/*error.log; then
     fails=$((fails + 1))
 fi
 
