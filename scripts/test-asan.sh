@@ -51,7 +51,9 @@ cd "$repo"
 
 if [ $# -eq 0 ]; then
     set -- t/010-explicit.t t/030-transparent.t t/040-destination.t \
-           t/050-faults.t t/051-shutdown.t t/052-overload.t t/060-decrypt.t
+           t/050-faults.t t/051-shutdown.t t/052-overload.t t/060-decrypt.t \
+           t/070-http-forward.t t/080-proxy-auth.t t/081-groups.t \
+           t/090-metrics.t
 fi
 
 rc=0

@@ -61,6 +61,7 @@ typedef struct {
     ngx_mcd_reason_e            reason;
     ngx_mcd_upstream_t          step;              /* resolve and guard */
     ngx_int_t                   rc;                /* the phase's answer */
+    ngx_int_t                   step_rc;           /* the step's outcome */
     ngx_uint_t                  name_type;         /* MCD_NAME_* */
     unsigned                    decided:1;
     unsigned                    counted:1;         /* in mcd_decisions */
@@ -88,6 +89,8 @@ static ngx_int_t ngx_http_mcd_resolve(ngx_http_request_t *r,
     ngx_http_mcd_ctx_t *ctx, ngx_http_mcd_srv_conf_t *hmcf,
     ngx_addr_t *fixed);
 static void ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc);
+static ngx_int_t ngx_http_mcd_finish(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx);
 static void ngx_http_mcd_cleanup(void *data);
 static in_port_t ngx_http_mcd_port(ngx_http_request_t *r);
 static ngx_http_mcd_ctx_t *ngx_http_mcd_create_ctx(ngx_http_request_t *r,
@@ -889,7 +892,7 @@ ngx_http_mcd_resolve(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
     ctx->in_handler = 0;
 
     if (ctx->done) {
-        return ctx->rc;
+        return ngx_http_mcd_finish(r, ctx);
     }
 
     r->read_event_handler = ngx_http_test_reading;
@@ -901,7 +904,6 @@ ngx_http_mcd_resolve(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 static void
 ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
 {
-    ngx_uint_t           status;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
     ngx_http_mcd_ctx_t  *ctx;
@@ -912,23 +914,45 @@ ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
 
     ctx->waiting = 0;
     ctx->done = 1;
+    ctx->step_rc = rc;
 
-    if (!ctx->in_handler) {
-        r->read_event_handler = ngx_http_block_reading;
+    if (ctx->in_handler) {
+        /* the phase handler that started the step finishes the job */
+        return;
     }
 
-    if (rc == NGX_OK) {
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (ngx_http_mcd_finish(r, ctx) == NGX_DECLINED) {
+        ngx_http_core_run_phases(r);
+    }
+
+    /* a refused request is finalized: neither r nor ctx may be used */
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * the step's outcome: NGX_DECLINED, the request goes on to the next
+ * phases; NGX_DONE, it was refused and finalized (it may be freed)
+ */
+
+static ngx_int_t
+ngx_http_mcd_finish(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx)
+{
+    ngx_uint_t           status;
+    ngx_mcd_upstream_t  *u;
+
+    u = &ctx->step;
+
+    if (ctx->step_rc == NGX_OK) {
         ctx->d.upstream_addr = u->current->name;
         ctx->rc = NGX_DECLINED;
 
         ngx_http_mcd_count(ctx);
 
-        if (!ctx->in_handler) {
-            ngx_http_core_run_phases(r);
-            ngx_http_run_posted_requests(c);
-        }
-
-        return;
+        return NGX_DECLINED;
     }
 
     switch (u->reason) {
@@ -952,12 +976,8 @@ ngx_http_mcd_resolved(ngx_mcd_upstream_t *u, ngx_int_t rc)
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->rc = ngx_http_mcd_refuse(r, ctx, status, u->reason,
-                                  (char *) u->detail);
-
-    if (!ctx->in_handler) {
-        ngx_http_run_posted_requests(c);
-    }
+    return ngx_http_mcd_refuse(r, ctx, status, u->reason,
+                               (char *) u->detail);
 }
 
 
