@@ -7,6 +7,7 @@
 #                  [--skip memory,filter,squid,drip] [--mcd 'directives;']
 #                  [--keepalive-requests R]
 #   bench/bench.pl --decrypt [--smoke] [--rounds N] ...
+#   bench/bench.pl --metrics [--smoke] [--rounds N (10)] [--duration S]
 #   bench/bench.pl --drip [--smoke] [--drip-rounds N] [--drip-sizes A,B]
 #                  [--drip-parallel N]
 #
@@ -14,6 +15,13 @@
 # --drip runs only the drip case (see drip_bench below).
 # --decrypt runs only the decryption peers (terminate, decrypt, tdecrypt,
 # the keep-alive and first-sight cases, Squid SslBump unless --skip squid).
+# --metrics runs only the pass-through "conn" runs with the counters on
+# (the default: "transparent", "explicit") and off ("mcd_metrics off;":
+# "transparent-off", "explicit-off") next to the "preread" baseline.
+# The full run and --smoke have the "-off" peers in their "conn" runs too.
+# At the end of every run each ngx_mcd pass-through peer's mcd_status
+# endpoint is scraped: its decisions must match the connections the load
+# generator made (and be zero with the counters off).
 #
 # Run by "make bench" (bench/run.sh) after the build. Prints a table and
 # writes DIR/results.json and DIR/results.md.
@@ -31,6 +39,8 @@
 #   - proxy memory (RSS) per idle tunnel with 1,000 and 10,000 open;
 #   - a certificate minted and a first-sight handshake without the
 #     network (bench/mint-bench.c, "--skip mint" leaves it out);
+#   - the counters' cost: CPU per 1,000 connections with "mcd_metrics off;"
+#     against the same gateway with the counters on (the default);
 #   - the FQDN filter: lookup cost at 10 / 10,000 / 1,000,000 patterns, and
 #     load time and memory of a 1,000,000-line list at "nginx -t";
 #   - the drip case (issue 7): worker CPU per KB of a CONNECT head and of a
@@ -55,12 +65,16 @@ use POSIX qw(strftime WNOHANG);
 use Time::HiRes qw(sleep time);
 
 my $Root = abs_path(dirname(__FILE__) . '/..');
-my %opt = (rounds => 5, duration => 10, bulk_duration => 10,
+my %opt = (duration => 10, bulk_duration => 10,
            out => "$Root/bench/out", skip => '');
 GetOptions(\%opt, 'smoke', 'rounds=i', 'duration=i', 'bulk_duration=i',
            'out=s', 'skip=s', 'keep', 'mcd=s', 'drip', 'drip-rounds=i',
-           'drip-sizes=s', 'drip-parallel=i', 'decrypt',
+           'drip-sizes=s', 'drip-parallel=i', 'decrypt', 'metrics',
            'keepalive-requests=i') or die "bad options\n";
+die "--decrypt and --metrics: one or the other\n"
+    if $opt{decrypt} && $opt{metrics};
+# the counters' cost is small against the rounds' noise: more rounds
+$opt{rounds} //= $opt{metrics} ? 10 : 5;
 
 if ($opt{smoke}) {
     $opt{rounds} = 1;
@@ -70,6 +84,7 @@ if ($opt{smoke}) {
 
 my %skip = map { $_ => 1 } split /,/, $opt{skip};
 $skip{$_} = 1 for $opt{decrypt} ? qw(memory filter drip) : ();
+$skip{$_} = 1 for $opt{metrics} ? qw(memory filter drip mint squid) : ();
 
 # keep-alive: requests per connection
 my $KaRequests = $opt{'keepalive-requests'} // ($opt{smoke} ? 20 : 100);
@@ -104,7 +119,18 @@ my %Port = (origin => 443, preread => 9101, transparent => 9102,
             drip_transparent => 9109, decrypt => 9110,
             decrypt_intercept => 9111, tdecrypt => 9112,
             tdecrypt_intercept => 9113, names => 9114,
-            names_intercept => 9115);
+            names_intercept => 9115, 'transparent-off' => 9116,
+            'explicit-off' => 9117);
+
+# the ngx_mcd pass-through peers: the counters on (the default) or off
+# ("mcd_metrics off;" in the main context); each has an http server with
+# "location = /metrics { mcd_status; }" on a port of its own
+my @McdPeers = ('transparent', 'explicit', 'splice', 'transparent-off',
+                'explicit-off');
+my %MetricsPort = (transparent => 9120, explicit => 9121, splice => 9122,
+                   'transparent-off' => 9123, 'explicit-off' => 9124);
+my %Sent;    # connections each peer was asked for (load generator counts)
+my %SentBytes;    # and the bytes on the client's wire, each way
 
 # the destination guard (issue 7): once the module has mcd_destination,
 # every ngx_mcd server that connects to the loopback origin must allow it
@@ -318,6 +344,7 @@ EOF
     start_nginx('terminate', $CoreProxy) if $Want{terminate};
 
     my $mcd = <<"EOF";
+MAIN
 mcd_hosts_file $W/hosts;
 mcd_fqdn_filter bench {
     default deny;
@@ -335,15 +362,32 @@ stream {
         EXTRA
     }
 }
+http {
+    access_log off;
+    client_body_temp_path DIR/tmp;
+    proxy_temp_path DIR/tmp;
+    fastcgi_temp_path DIR/tmp;
+    uwsgi_temp_path DIR/tmp;
+    scgi_temp_path DIR/tmp;
+    server {
+        listen 127.0.0.1:METRICS;
+        location = /metrics { mcd_status; }
+    }
+}
 EOF
 
-    # "splice": explicit mode with the zero-copy relay (mcd_splice on)
+    # "splice": explicit mode with the zero-copy relay (mcd_splice on);
+    # "transparent-off", "explicit-off": the same gateways with
+    # "mcd_metrics off;" (nothing counted), all else equal
 
-    for my $name (grep { $Want{$_} } 'transparent', 'explicit', 'splice') {
-        my $mode = $name eq 'splice' ? 'explicit' : $name;
+    for my $name (grep { $Want{$_} } @McdPeers) {
+        my $mode = $name =~ /^(transparent|explicit)/ ? $1 : 'explicit';
         (my $c = $mcd) =~ s/MODE/$mode/;
         $c =~ s/PORT/$Port{$name}/;
+        $c =~ s/METRICS/$MetricsPort{$name}/;
         $c =~ s{LOG}{$W/$name/logs/access.log};
+        $c =~ s{DIR}{$W/$name}g;
+        $c =~ s{MAIN}{$name =~ /-off$/ ? 'mcd_metrics off;' : ''}e;
         $c =~ s{EXTRA}{($name eq 'splice' ? 'mcd_splice on; ' : '')
                        . ($Guard ? "$Guard " : '') . ($opt{mcd} // '')}e;
         nginx_conf($name, $c, modules => [$Stream, $Module]);
@@ -369,8 +413,8 @@ EOF
         if $Want{names};
 
     wait_port($Port{$_}) for grep { $Want{$_} }
-        qw(preread transparent explicit splice terminate decrypt tdecrypt
-           names);
+        'preread', @McdPeers, qw(terminate decrypt tdecrypt names);
+    wait_port($MetricsPort{$_}) for grep { $Want{$_} } @McdPeers;
 
     unless ($skip{squid}) {
         start_squid('squid') if $Want{squid};
@@ -580,6 +624,7 @@ sub stop_all {
 # and for the "names" gateway names => PATTERN, names_first, names_count.
 
 my %PeerMode = (direct => 'direct', squid => 'explicit', explicit => 'explicit',
+                'explicit-off' => 'explicit',
                 bump => 'explicit', splice => 'explicit',
                 decrypt => 'explicit', names => 'explicit');
 my %PeerCa = (bump => "both.crt", decrypt => "both-gw.crt",
@@ -610,8 +655,132 @@ sub load {
     my ($line) = grep { /^\{/ } split /\n/, $out;
     die "no result from the load generator: @cmd\n$out" unless $line;
     my $r = decode_json($line);
+    # every connection the generator started, completed or not
+    $Sent{$peer} += ($r->{connections} // 0) + ($r->{errors_total} // 0)
+                    + ($r->{warmup_errors} // 0);
+    $SentBytes{$peer}{up} += $r->{bytes_up} // 0;
+    $SentBytes{$peer}{down} += $r->{bytes_down} // 0;
     $r->{cpu_s} = ($after - $before) / $Tick;
     return $r;
+}
+
+# GET /metrics from a peer's mcd_status server; returns the text or undef
+
+sub scrape {
+    my ($peer) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $MetricsPort{$peer},
+                                  Timeout => 5) or return undef;
+    print $s "GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n";
+    local $/;
+    my $resp = <$s>;
+    close $s;
+    return undef unless defined $resp
+                        && $resp =~ m{^HTTP/1\.\d 200 .*?\r\n\r\n(.*)\z}s;
+    return $1;
+}
+
+# the samples of a Prometheus text exposition: [name, {labels}, value]
+
+sub parse_metrics {
+    my ($text) = @_;
+    my @s;
+    for my $line (split /\n/, $text) {
+        next if $line =~ /^#/ || $line !~ /\S/;
+        my ($name, $labels, $v) = $line =~ /^(\w+)(?:\{(.*)\})? (\S+)$/
+            or next;
+        my %l;
+        while (($labels // '') =~ /(\w+)="((?:[^"\\]|\\.)*)"/g) {
+            $l{$1} = $2;
+        }
+        push @s, [$name, \%l, $v];
+    }
+    return @s;
+}
+
+sub sum_of {
+    my ($samples, $name, %want) = @_;
+    my $t = 0;
+    for my $x (@$samples) {
+        next unless $x->[0] eq $name;
+        next if grep { ($x->[1]{$_} // '') ne $want{$_} } keys %want;
+        $t += $x->[2];
+    }
+    return $t;
+}
+
+sub scrape_check {
+    my (@list) = @_;
+    my %r;
+    sleep 0.5;    # the last tunnels close after the client's last byte
+    for my $peer (@list) {
+        my $mode = $peer =~ /^transparent/ ? 'transparent' : 'explicit';
+        my $off = $peer =~ /-off$/;
+        my $text = scrape($peer);
+        my %x = (sent => $Sent{$peer} // 0, counting => $off ? 0 : 1,
+                 client_bytes_up => $SentBytes{$peer}{up} // 0,
+                 client_bytes_down => $SentBytes{$peer}{down} // 0);
+        if (!defined $text) {
+            $x{ok} = 0;
+            $x{problem} = 'no answer from /metrics';
+        } else {
+            my @s = parse_metrics($text);
+            $x{decisions} = sum_of(\@s, 'mcd_decisions_total', mode => $mode);
+            $x{pass} = sum_of(\@s, 'mcd_decisions_total', mode => $mode,
+                              action => 'allow', reason => '');
+            for my $d (grep { $_->[0] eq 'mcd_decisions_total' } @s) {
+                $x{by}{"$d->[1]{action}/$d->[1]{reason}"} += $d->[2];
+            }
+            $x{tunnels_active} = sum_of(\@s, 'mcd_tunnels_active',
+                                        mode => $mode);
+            $x{bytes_up} = sum_of(\@s, 'mcd_bytes_total',
+                                  direction => 'client_to_upstream');
+            $x{bytes_down} = sum_of(\@s, 'mcd_bytes_total',
+                                    direction => 'upstream_to_client');
+            my @bad;
+            if ($off) {
+                push @bad, "counted with mcd_metrics off"
+                    if $x{decisions} || $x{bytes_up} || $x{bytes_down};
+            } else {
+                # wait_port's connection is closed before a request: it
+                # counts as a decision, never as "allow"
+                push @bad, "allow decisions $x{pass} != connections $x{sent}"
+                    if $x{pass} != $x{sent};
+                push @bad, "$x{tunnels_active} tunnels still active"
+                    if $x{tunnels_active};
+                push @bad, 'no bytes counted'
+                    unless $x{bytes_up} > 0 && $x{bytes_down} > 0;
+                # transparent relays every byte the client's wire carried;
+                # explicit all but the CONNECT head and the 200 reply
+                if ($mode eq 'transparent') {
+                    push @bad, "bytes $x{bytes_up}/$x{bytes_down} != the "
+                               . "client's $x{client_bytes_up}/"
+                               . "$x{client_bytes_down}"
+                        if $x{bytes_up} != $x{client_bytes_up}
+                           || $x{bytes_down} != $x{client_bytes_down};
+                } elsif ($x{sent}) {
+                    $x{head_bytes_per_conn} = sprintf('%.2f/%.2f',
+                        ($x{client_bytes_up} - $x{bytes_up}) / $x{sent},
+                        ($x{client_bytes_down} - $x{bytes_down}) / $x{sent});
+                }
+            }
+            $x{ok} = @bad ? 0 : 1;
+            $x{problem} = join '; ', @bad if @bad;
+        }
+        $x{by_text} = join(', ', map { "$_ $x{by}{$_}" }
+                                 sort keys %{ $x{by} // {} }) || '-';
+        say sprintf("metrics %-15s connections %7d, decisions %7s (%s), "
+                    . "tunnels active %s, bytes up/down %s/%s%s: %s",
+                    $peer, $x{sent}, $x{decisions} // '-', $x{by_text},
+                    $x{tunnels_active} // '-', $x{bytes_up} // '-',
+                    $x{bytes_down} // '-',
+                    $x{head_bytes_per_conn}
+                    ? " (the client's wire: $x{head_bytes_per_conn} more "
+                      . "a connection)" : '',
+                    $x{ok} ? 'ok' : "WRONG: $x{problem}");
+        $r{$peer} = \%x;
+    }
+    return %r;
 }
 
 # the first-sight case: every connection of the whole run a name of its
@@ -921,17 +1090,49 @@ start_origin();
 
 # the peers of the "conn" and "10 MiB" runs; the decryption cases of
 # their own: keep-alive (terminate and decrypt, R requests a connection)
-# and first-sight names (the "names" gateway, first-sight and cached)
+# and first-sight names (the "names" gateway, first-sight and cached).
+# The "-off" peers ("mcd_metrics off;") run in the "conn" runs only, each
+# next to its peer with the counters on.
 
-my @peers = $opt{decrypt}
-    ? ('terminate', 'decrypt', 'tdecrypt')
-    : ('preread', 'transparent', 'explicit', 'splice', 'terminate',
-       'decrypt', 'tdecrypt');
-push @peers, $opt{decrypt} ? ('bump') : ('squid', 'bump') unless $skip{squid};
-my @ka_peers = ('terminate', 'decrypt');
-my @conn_peers = $opt{decrypt} ? @peers : ('direct', @peers);
+my (@peers, @conn_peers, @bulk_peers, @ka_peers, $with_names);
+if ($opt{metrics}) {
+    @peers = ('preread', 'transparent', 'transparent-off', 'explicit',
+              'explicit-off');
+    @conn_peers = @peers;
+} elsif ($opt{decrypt}) {
+    @peers = ('terminate', 'decrypt', 'tdecrypt');
+    push @peers, 'bump' unless $skip{squid};
+    @conn_peers = @bulk_peers = @peers;
+    @ka_peers = ('terminate', 'decrypt');
+    $with_names = 1;
+} else {
+    @peers = ('preread', 'transparent', 'transparent-off', 'explicit',
+              'explicit-off', 'splice', 'terminate', 'decrypt', 'tdecrypt');
+    push @peers, 'squid', 'bump' unless $skip{squid};
+    @conn_peers = ('direct', @peers);
+    @bulk_peers = grep { !/-off$/ } @conn_peers;
+    @ka_peers = ('terminate', 'decrypt');
+    $with_names = 1;
+}
 
-%Want = map { $_ => 1 } @peers, @ka_peers, 'names';
+# every other round, each peer and its "-off" twin run in the other order,
+# so that a drift of the machine's load within a round cancels out
+sub round_order {
+    my ($round, @list) = @_;
+    return @list if $round % 2;
+    my @o;
+    while (@list) {
+        my $p = shift @list;
+        if (@list && $list[0] eq "$p-off") {
+            push @o, shift(@list), $p;
+        } else {
+            push @o, $p;
+        }
+    }
+    return @o;
+}
+
+%Want = map { $_ => 1 } @peers, @ka_peers, $with_names ? 'names' : ();
 start_proxies();
 
 my (%conn, %bulk, %ka, %names);
@@ -942,8 +1143,10 @@ my (%conn, %bulk, %ka, %names);
 for my $p (@peers) {
     load(peer => $p, path => '/small.txt', concurrency => 16, duration => 1);
 }
-load_cached(path => '/small.txt', concurrency => 16, duration => 1);
-load_first_sight(path => '/small.txt', concurrency => 16, duration => 1);
+if ($with_names) {
+    load_cached(path => '/small.txt', concurrency => 16, duration => 1);
+    load_first_sight(path => '/small.txt', concurrency => 16, duration => 1);
+}
 
 # two runs of the same case as one: counts and CPU summed, rates over the
 # summed time, latencies of the first
@@ -966,7 +1169,7 @@ sub merge_runs {
 
 sub conn_line {
     my ($round, $p, $r) = @_;
-    say sprintf("round %d %-12s conn:  %8.1f conn/s  cpu %.2fs  "
+    say sprintf("round %d %-15s conn:  %8.1f conn/s  cpu %.2fs  "
                 . "%.3f cpu-s/1000 conn  %.3f cpu-ms/req  errors %d",
                 $round, $p, $r->{connections_per_s}, $r->{cpu_s},
                 $r->{connections} ? 1000 * $r->{cpu_s} / $r->{connections} : 0,
@@ -975,7 +1178,7 @@ sub conn_line {
 }
 
 for my $round (1 .. $opt{rounds}) {
-    for my $p (@conn_peers) {
+    for my $p (round_order($round, @conn_peers)) {
         my $r = load(peer => $p, path => '/small.txt', concurrency => 32,
                      duration => $opt{duration});
         push @{ $conn{$p} }, $r;
@@ -993,22 +1196,23 @@ for my $round (1 .. $opt{rounds}) {
     # sum
     my %part;
     my @order = $round % 2 ? ('cached', 'first') : ('first', 'cached');
+    @order = () unless $with_names;
     for my $case (@order, reverse @order) {
         my %o = (path => '/small.txt', concurrency => 32,
                  duration => $opt{duration} / 2);
         my $r = $case eq 'first' ? load_first_sight(%o) : load_cached(%o);
         push @{ $part{$case} }, $r;
     }
-    for my $case ('cached', 'first') {
+    for my $case (grep { $part{$_} } 'cached', 'first') {
         my $r = merge_runs(@{ $part{$case} });
         push @{ $names{$case} }, $r;
         conn_line($round, "names-$case", $r);
     }
-    for my $p (@conn_peers) {
+    for my $p (@bulk_peers) {
         my $r = load(peer => $p, path => '/big.bin', concurrency => 4,
                      duration => $opt{bulk_duration});
         push @{ $bulk{$p} }, $r;
-        say sprintf("round %d %-12s 10MiB: %8.1f MB/s  cpu %.2fs  "
+        say sprintf("round %d %-15s 10MiB: %8.1f MB/s  cpu %.2fs  "
                     . "%.3f cpu-s/GB  errors %d",
                     $round, $p, $r->{body_mb_per_s}, $r->{cpu_s},
                     $r->{body_bytes} ? 1e9 * $r->{cpu_s} / $r->{body_bytes} : 0,
@@ -1016,10 +1220,17 @@ for my $round (1 .. $opt{rounds}) {
     }
 }
 
+# the counters, scraped once the load runs are over (before the memory
+# runs): a peer with the counters on must have decided "allow" once per
+# connection the load generator made and have no tunnel open; one with
+# "mcd_metrics off;" must show no decision at all
+
+my %scrape = scrape_check(grep { $Want{$_} } @McdPeers);
+
 my %sum;
 for my $p (@conn_peers) {
     my @c = @{ $conn{$p} };
-    my @b = @{ $bulk{$p} };
+    my @b = @{ $bulk{$p} // [] };
     $sum{$p} = {
         conn_per_s => median(map { $_->{connections_per_s} } @c),
         cpu_per_1000 => median(map { $_->{connections}
@@ -1039,7 +1250,8 @@ for my $p (@conn_peers) {
 
 my %sum2;
 for my $k ((map { ["$_-ka", $ka{$_}] } @ka_peers),
-           (map { ["names-$_", $names{$_}] } 'first', 'cached'))
+           (map { ["names-$_", $names{$_}] }
+                $with_names ? ('first', 'cached') : ()))
 {
     my ($name, $runs) = @$k;
     my @c = @{ $runs // [] };
@@ -1070,7 +1282,9 @@ unless ($skip{memory}) {
                 . "machine's hard limit ($Nofile): measuring $cap";
             $n = $cap;
         }
-        for my $p (grep { !/^(terminate|bump|splice|t?decrypt)$/ } @peers) {
+        for my $p (grep { !/^(terminate|bump|splice|t?decrypt)$|-off$/ }
+                   @peers)
+        {
             my $idle = rss_kb($p);
             my ($mode) = $p eq 'explicit' || $p eq 'squid' ? 'explicit' : 'transparent';
             my @cmd = ('taskset', '-c', $CoreLoad, $Load, '--hold', '--json',
@@ -1196,7 +1410,25 @@ sub row {
     my @r = per_round($set, $peer, $baseset, $basepeer, $f);
     return unless @r;
     push @rows, [$path, $measure, median(@r), $target,
-                 join(', ', map { fmt($_, '%.2f') } @r)];
+                 join(', ', map { fmt($_, '%.2f') } @r), spread(@r)];
+}
+
+# a quantile of sorted values, linear between the two nearest
+sub quantile {
+    my ($q, @v) = @_;
+    return undef unless @v;
+    my $i = $q * $#v;
+    my $lo = int($i);
+    return $v[$lo] if $lo == $#v;
+    return $v[$lo] + ($i - $lo) * ($v[$lo + 1] - $v[$lo]);
+}
+
+# "IQR; range" of per-round ratios: "q1-q3; min-max"
+sub spread {
+    my @v = sort { $a <=> $b } grep { defined } @_;
+    return '' if @v < 2;
+    return sprintf('%.2f-%.2f; %.2f-%.2f', quantile(0.25, @v),
+                   quantile(0.75, @v), $v[0], $v[-1]);
 }
 
 row('transparent pass-through', 'CPU per 1,000 connections',
@@ -1205,6 +1437,18 @@ row('transparent pass-through', '10 MiB throughput',
     \%bulk, 'transparent', \%bulk, 'preread', \&mbps, '>= 0.95');
 row('explicit pass-through', 'CPU per 1,000 connections',
     \%conn, 'explicit', \%conn, 'preread', \&cpu_conn, '<= 1.15');
+row('transparent pass-through, mcd_metrics off', 'CPU per 1,000 connections',
+    \%conn, 'transparent-off', \%conn, 'preread', \&cpu_conn, '');
+row('explicit pass-through, mcd_metrics off', 'CPU per 1,000 connections',
+    \%conn, 'explicit-off', \%conn, 'preread', \&cpu_conn, '');
+row('transparent pass-through, counters on vs off',
+    'CPU per 1,000 connections, vs "transparent-off"',
+    \%conn, 'transparent', \%conn, 'transparent-off', \&cpu_conn,
+    '(the cost of counting)');
+row('explicit pass-through, counters on vs off',
+    'CPU per 1,000 connections, vs "explicit-off"',
+    \%conn, 'explicit', \%conn, 'explicit-off', \&cpu_conn,
+    '(the cost of counting)');
 row('explicit pass-through', 'CPU per GB relayed',
     \%bulk, 'explicit', \%bulk, 'preread', \&cpu_gb, '<= 1.0');
 row('transparent pass-through', 'CPU per GB relayed',
@@ -1241,14 +1485,14 @@ row('Squid SslBump (reference)', 'CPU per 1,000 new sessions, vs "terminate"',
 for my $n (sort { $a <=> $b } keys %mem) {
     push @rows, ["transparent, $n idle tunnels", 'memory per tunnel',
                  ratio($mem{$n}{transparent}{per_tunnel_kb}, $mem{$n}{preread}{per_tunnel_kb}),
-                 '<= 1.2', ''];
+                 '<= 1.2', '', ''];
     push @rows, ["explicit, $n idle tunnels", 'memory per tunnel',
                  ratio($mem{$n}{explicit}{per_tunnel_kb}, $mem{$n}{preread}{per_tunnel_kb}),
-                 '', ''];
+                 '', '', ''];
 }
 
-my $md = "| path | measure | ratio (median of per-round ratios) | target | per round |\n|---|---|---|---|---|\n";
-$md .= join '', map { sprintf "| %s | %s | %s | %s | %s |\n", $_->[0], $_->[1], fmt($_->[2], '%.2f'), $_->[3], $_->[4] } @rows;
+my $md = "| path | measure | ratio (median of per-round ratios) | IQR; range | target | per round |\n|---|---|---|---|---|---|\n";
+$md .= join '', map { sprintf "| %s | %s | %s | %s | %s | %s |\n", $_->[0], $_->[1], fmt($_->[2], '%.2f'), $_->[5], $_->[3], $_->[4] } @rows;
 $md .= "\n| peer | conn/s | CPU s / 1,000 conn | conn p50 ms | conn p99 ms | 10 MiB MB/s | CPU s / GB | errors |\n|---|---|---|---|---|---|---|---|\n";
 for my $p (@conn_peers) {
     my $s = $sum{$p};
@@ -1256,7 +1500,8 @@ for my $p (@conn_peers) {
         fmt($s->{conn_per_s}, '%.0f'), fmt($s->{cpu_per_1000}), fmt($s->{p50_ms}, '%.2f'),
         fmt($s->{p99_ms}, '%.2f'), fmt($s->{mb_per_s}, '%.0f'), fmt($s->{cpu_per_gb}), $s->{errors};
 }
-$md .= "\n| case | requests/s | conn/s | CPU ms / request | CPU s / 1,000 conn | request p50 ms | errors |\n|---|---|---|---|---|---|---|\n";
+$md .= "\n| case | requests/s | conn/s | CPU ms / request | CPU s / 1,000 conn | request p50 ms | errors |\n|---|---|---|---|---|---|---|\n"
+    if %sum2;
 for my $k (sort keys %sum2) {
     my $s = $sum2{$k};
     $md .= sprintf "| %s | %s | %s | %s | %s | %s | %d |\n", $k,
@@ -1272,6 +1517,19 @@ if (%mem) {
             $md .= sprintf "| %d | %s | %d | %d | %s |\n", $m->{held}, $p, $m->{idle_kb},
                 $m->{busy_kb}, fmt($m->{per_tunnel_kb}, '%.2f');
         }
+    }
+}
+
+if (%scrape) {
+    $md .= "\n| peer (mcd_status at the end) | connections made | decisions "
+         . "| by action/reason | tunnels active | bytes up / down | check |\n"
+         . "|---|---|---|---|---|---|---|\n";
+    for my $p (grep { $scrape{$_} } @McdPeers) {
+        my $x = $scrape{$p};
+        $md .= sprintf "| %s | %d | %s | %s | %s | %s / %s | %s |\n", $p,
+            $x->{sent}, $x->{decisions} // '-', $x->{by_text},
+            $x->{tunnels_active} // '-', $x->{bytes_up} // '-',
+            $x->{bytes_down} // '-', $x->{ok} ? 'ok' : "WRONG: $x->{problem}";
     }
 }
 
@@ -1303,7 +1561,8 @@ $res{names} = { hosts_file_names => $NamesMax, first_sight_used => $NamesNext,
                 certificate_cache => 'max=1000 valid=1d' };
 $res{memory} = \%mem;
 $res{filter} = \%filter;
-$res{rows} = [ map { { path => $_->[0], measure => $_->[1], ratio => $_->[2], target => $_->[3], per_round => $_->[4] } } @rows ];
+$res{rows} = [ map { { path => $_->[0], measure => $_->[1], ratio => $_->[2], target => $_->[3], per_round => $_->[4], spread => $_->[5] } } @rows ];
+$res{metrics_scrape} = \%scrape;
 $res{raw} = { conn => \%conn, bulk => \%bulk, keepalive => \%ka,
               names => \%names };
 
@@ -1317,4 +1576,5 @@ my $errors = 0;
 $errors += $sum{$_}{errors} for keys %sum;
 $errors += $sum2{$_}{errors} for keys %sum2;
 $errors += $drip->{errors} if $drip;
+$errors += grep { !$_->{ok} } values %scrape;
 exit($errors ? 1 : 0);

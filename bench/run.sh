@@ -6,6 +6,8 @@
 #   bash bench/run.sh [--smoke] [bench.pl options]
 #   bash bench/run.sh --drip [--smoke]    only the drip case (issue 7)
 #   bash bench/run.sh --decrypt [--smoke] only the decryption peers
+#   bash bench/run.sh --metrics [--smoke] only pass-through "conn" runs,
+#                                         counters on and off (issue 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
