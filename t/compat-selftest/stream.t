@@ -9,9 +9,16 @@ BEGIN {
     $ENV{TEST_NGINX_SERVROOT}    //= "$FindBin::Bin/servroot";
     $ENV{TEST_NGINX_SERVER_PORT} //= 21984;
     $ENV{TEST_NGINX_STREAM_PORT} //= $ENV{TEST_NGINX_SERVER_PORT} + 1;
-    # only plain nginx here: the project's own modules are not loaded
+    # only plain nginx here: the project's own modules are not loaded, only
+    # the stream module of the nginx under test (Debian's by default), if
+    # it is not built in
     my $so = '/usr/lib/nginx/modules/ngx_stream_module.so';
-    $ENV{TEST_NGINX_LOAD_MODULES} = -f $so ? $so : '';    # else: built in
+    $so = '' unless -f $so;
+    if (defined $ENV{TEST_NGINX_LOAD_MODULES}) {
+        ($so) = grep { m{/ngx_stream_module\.so$} }
+                split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
+    }
+    $ENV{TEST_NGINX_LOAD_MODULES} = $so // '';
 }
 use Test::Nginx::Socket 'no_plan';
 
