@@ -12,8 +12,7 @@
 # recompiles what changed.
 #
 # Output: build/static/nginx-1.22.1/objs/nginx
-# Environment: MCD_DEBIAN_MIRROR (default: the URI of the machine's
-# Debian source in /etc/apt/sources.list.d, else http://deb.debian.org/debian)
+# Environment: MCD_DEBIAN_MIRROR (see scripts/lib-apt.sh)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,39 +24,15 @@ tree="$top/nginx-$ver"
 
 mkdir -p "$top"
 
-mirror() {
-    local uri=
-    if [ -n "${MCD_DEBIAN_MIRROR:-}" ]; then
-        echo "$MCD_DEBIAN_MIRROR"
-        return
-    fi
-    # deb822 sources first, then one-line ones; the first plain Debian URI
-    uri=$(sed -n 's/^URIs: *\([^ ]*\/debian\)\/\{0,1\} *$/\1/p' \
-              /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
-    if [ -z "$uri" ]; then
-        uri=$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\/debian\)\/\{0,1\} .*/\2/p' \
-                  /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-                  2>/dev/null | head -n 1)
-    fi
-    echo "${uri:-http://deb.debian.org/debian}"
-}
+# shellcheck source=scripts/lib-apt.sh
+. "$repo/scripts/lib-apt.sh"
 
 fetch() {
-    local apt="$top/apt" opts
+    local apt="$top/apt"
     rm -rf "$apt"
-    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/dl"
-    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-         "$(mirror) bookworm main" > "$apt/sources.list"
-    opts=(-o "Dir::Etc::SourceList=$apt/sources.list"
-          -o "Dir::Etc::SourceParts=/dev/null"
-          -o "Dir::State::Lists=$apt/lists"
-          -o "Dir::Cache=$apt/cache"
-          -o "APT::Sandbox::User=root")
-    apt-get -q "${opts[@]}" update > "$apt/update.log" 2>&1 || {
-        cat "$apt/update.log" >&2
-        exit 1
-    }
-    (cd "$apt/dl" && apt-get -q "${opts[@]}" source --download-only nginx) \
+    mkdir -p "$apt/dl"
+    MCD_APT_MAX_AGE=0 mcd_apt_setup "$apt" bookworm || exit 1
+    (cd "$apt/dl" && mcd_apt source --download-only nginx) \
         > "$apt/source.log" 2>&1 || {
         cat "$apt/source.log" >&2
         exit 1

@@ -499,8 +499,9 @@ mcd_write_file("$d/ex/users.htpasswd", "alice:{PLAIN}secret\n");
 for my $f ('explicit', 'transparent', 'decrypt', 'groups') {
     my $text = mcd_slurp("$W->{root}/conf-examples/$f.conf");
     my ($mods) = $ENV{TEST_NGINX_LOAD_MODULES};
-    my ($stream) = grep { /stream/ } split ' ', $mods;
-    my ($mcd) = grep { /mcd/ } split ' ', $mods;
+    # by file name: a folder of the path may hold "stream" or "mcd"
+    my ($stream) = grep { m{(?:^|/)ngx_stream_module\.so$} } split ' ', $mods;
+    my ($mcd) = grep { m{(?:^|/)ngx_mcd_module\.so$} } split ' ', $mods;
     $text =~ s{load_module modules/ngx_stream_module\.so;}{$stream ? "load_module $stream;" : ''}e;
     $text =~ s{load_module modules/ngx_mcd_module\.so;}{$mcd ? "load_module $mcd;" : ''}e;
     $text =~ s{/etc/nginx/mcd/allow\.txt}{$d/ex/allow.txt};

@@ -150,16 +150,25 @@ sub world {
     return $W;
 }
 
-# processes a killed run left behind
+# processes a killed run left behind: only while they are still this test's
+# origin nginx or its own forks, for a recorded pid may since have been
+# given to any process of the machine
 
 sub reap_stale {
     my ($dir) = @_;
+    my $test = basename($dir) . '.t';
     for my $f ("$dir/origin/logs/nginx.pid", "$dir/children.pid") {
         my $data = mcd_slurp($f) // next;
         for my $pid ($data =~ /(\d+)/g) {
+            next if $pid == $$;
+            my $cmd = mcd_slurp("/proc/$pid/cmdline") // next;
+            my $cwd = readlink("/proc/$pid/cwd") // '';
+            next unless index($cmd, "$dir/origin/") >= 0
+                        || (index($cmd, $test) >= 0 && $cwd eq $Root);
             my @workers = split ' ', `pgrep -P $pid 2>/dev/null`;
             kill 'KILL', $pid, @workers;
         }
+        unlink $f;
     }
     sleep 0.2;
 }
@@ -668,6 +677,7 @@ END {
         for my $pid (@Children) {
             waitpid($pid, 0);
         }
+        unlink "$W->{dir}/children.pid" if $W;
         stop_origin();
     }
 }
