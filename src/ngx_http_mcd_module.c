@@ -1007,14 +1007,35 @@ ngx_http_mcd_port(ngx_http_request_t *r)
 {
     u_char     *p, *last;
     ngx_int_t   n;
-    ngx_str_t  *host;
+    ngx_str_t  *host, tmp;
 
-    if (r->host_end && r->port_end && r->port_end > r->host_end) {
-        p = r->host_end + 1;
-        last = r->port_end;
+    if (r->host_end || r->headers_in.host) {
 
-    } else if (r->host_end == NULL && r->headers_in.host) {
-        host = &r->headers_in.host->value;
+        if (r->host_end && r->host_end < r->request_end
+            && *r->host_end == ':')
+        {
+            /* nginx before 1.29.4: the port follows r->host_end */
+
+            p = r->host_end + 1;
+            last = p;
+
+            while (last < r->request_end && *last >= '0' && *last <= '9') {
+                last++;
+            }
+
+            goto port;
+        }
+
+        /* nginx 1.29.4 on: r->host_start..r->host_end holds the port */
+
+        if (r->host_end) {
+            host = &tmp;
+            host->data = r->host_start;
+            host->len = r->host_end - r->host_start;
+
+        } else {
+            host = &r->headers_in.host->value;
+        }
 
         p = host->data + host->len;
         last = p;
@@ -1034,6 +1055,8 @@ ngx_http_mcd_port(ngx_http_request_t *r)
     } else {
         return r->connection->ssl ? 443 : 80;
     }
+
+port:
 
     n = ngx_atoi(p, last - p);
 
