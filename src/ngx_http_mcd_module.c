@@ -897,6 +897,11 @@ ngx_http_mcd_resolve(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 
     r->read_event_handler = ngx_http_test_reading;
 
+    if (r->connection->read->ready) {
+        /* the client's close may have been reported already (edge) */
+        ngx_post_event(r->connection->read, &ngx_posted_events);
+    }
+
     return NGX_DONE;
 }
 
