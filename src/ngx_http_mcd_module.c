@@ -65,9 +65,11 @@ typedef struct {
     ngx_uint_t                  name_type;         /* MCD_NAME_* */
     unsigned                    decided:1;
     unsigned                    counted:1;         /* in mcd_decisions */
+    unsigned                    outcome:1;         /* proxy_pass failure */
     unsigned                    waiting:1;
     unsigned                    in_handler:1;
     unsigned                    done:1;
+    ngx_http_request_t         *request;           /* for the cleanup */
 } ngx_http_mcd_ctx_t;
 
 
@@ -142,10 +144,8 @@ static char *ngx_http_mcd_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mcd_status_handler(ngx_http_request_t *r);
 static void ngx_http_mcd_count(ngx_http_mcd_ctx_t *ctx);
-static ngx_int_t ngx_http_mcd_header_filter(ngx_http_request_t *r);
-
-
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static void ngx_http_mcd_upstream_outcome(ngx_http_request_t *r,
+    ngx_http_mcd_ctx_t *ctx);
 
 
 static ngx_command_t  ngx_http_mcd_commands[] = {
@@ -1095,6 +1095,8 @@ ngx_http_mcd_create_ctx(ngx_http_request_t *r, ngx_mcd_handoff_t *h)
 
     ngx_memzero(ctx, sizeof(ngx_http_mcd_ctx_t));
 
+    ctx->request = r;
+
     if (h != NULL) {
         ctx->d = *h;
         ctx->decided = (h->mode != NGX_MCD_MODE_HTTP);
@@ -1192,31 +1194,33 @@ ngx_http_mcd_refuse(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx,
 /*
  * proxy_pass could not connect to the address the gateway resolved (502)
  * or not in time (504): the request's reason, and the counter, say so as
- * for the stream side (a failure after the connect has no reason here)
+ * for the stream side (a failure after the connect has no reason here).
+ * Found when $mcd_reason is read (the log) and when the request ends, so
+ * that it needs no place in the filter chain (whose order differs between
+ * a dynamic and a static build)
  */
 
-static ngx_int_t
-ngx_http_mcd_header_filter(ngx_http_request_t *r)
+static void
+ngx_http_mcd_upstream_outcome(ngx_http_request_t *r, ngx_http_mcd_ctx_t *ctx)
 {
-    ngx_http_mcd_ctx_t  *ctx;
-
-    if (r == r->main
-        && r->upstream != NULL
-        && r->upstream->state != NULL
-        && r->upstream->state->connect_time == (ngx_msec_t) -1
-        && (r->headers_out.status == NGX_HTTP_BAD_GATEWAY
-            || r->headers_out.status == NGX_HTTP_GATEWAY_TIME_OUT))
-    {
-        ctx = ngx_http_mcd_get_ctx(r);
-
-        if (ctx != NULL && ctx->reason == NGX_MCD_REASON_NONE) {
-            ctx->reason = (r->headers_out.status == NGX_HTTP_BAD_GATEWAY)
-                          ? NGX_MCD_REASON_CONNECT : NGX_MCD_REASON_TIMEOUT;
-            ngx_mcd_metrics_outcome(ctx->reason);
-        }
+    if (ctx->outcome || ctx->reason != NGX_MCD_REASON_NONE) {
+        return;
     }
 
-    return ngx_http_next_header_filter(r);
+    if (r->upstream == NULL
+        || r->upstream->state == NULL
+        || r->upstream->state->connect_time != (ngx_msec_t) -1
+        || (r->headers_out.status != NGX_HTTP_BAD_GATEWAY
+            && r->headers_out.status != NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        return;
+    }
+
+    ctx->outcome = 1;
+    ctx->reason = (r->headers_out.status == NGX_HTTP_BAD_GATEWAY)
+                  ? NGX_MCD_REASON_CONNECT : NGX_MCD_REASON_TIMEOUT;
+
+    ngx_mcd_metrics_outcome(ctx->reason);
 }
 
 
@@ -1456,7 +1460,16 @@ ngx_http_mcd_get_ctx(ngx_http_request_t *r)
 static void
 ngx_http_mcd_ctx_cleanup(void *data)
 {
-    /* nothing to release: the record only marks the request's pool */
+    ngx_http_mcd_ctx_t  *ctx = data;
+
+    /*
+     * the request's pool goes (its memory is still there): a proxy_pass
+     * failure that no log line asked about is counted now
+     */
+
+    if (ctx->request != NULL) {
+        ngx_http_mcd_upstream_outcome(ctx->request, ctx);
+    }
 }
 
 
@@ -1693,6 +1706,10 @@ ngx_http_mcd_variable_reason(ngx_http_request_t *r,
 
     ctx = ngx_http_mcd_get_ctx(r);
 
+    if (ctx != NULL) {
+        ngx_http_mcd_upstream_outcome(r->main, ctx);
+    }
+
     if (ctx == NULL || ctx->reason == NGX_MCD_REASON_NONE) {
         v->not_found = 1;
         return NGX_OK;
@@ -1770,9 +1787,6 @@ ngx_http_mcd_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_mcd_handler;
-
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_mcd_header_filter;
 
     return NGX_OK;
 }
